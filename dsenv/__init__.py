@@ -1,0 +1,19 @@
+"""dsenv: turn Jupyter notebooks into reproducible Docker images and run them."""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+_API = {"plan", "lock", "build", "images", "bootstrap_base", "Plan", "BuildResult"}
+
+
+def __getattr__(name: str):
+    """The public API (dsenv.api) is loaded on first use, so `import dsenv` stays light."""
+    if name in _API:
+        from . import api
+
+        return getattr(api, name)
+    if name == "DsenvError":
+        from .errors import DsenvError
+
+        return DsenvError
+    raise AttributeError(f"module 'dsenv' has no attribute {name!r}")

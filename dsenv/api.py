@@ -1,0 +1,228 @@
+"""The public Python API: every front-end (CLI, magics, panels, papermill engine) calls these functions."""
+from __future__ import annotations
+
+import os
+import platform as host_platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import lock as locking
+from .config import DEFAULT_BASE, Config, ca_bundle, load_config
+from .errors import BaseImageMissing, DsenvError
+from .notebook import Target, find_target
+from .render import BuildPlan, render, repository_name
+from .spec import EnvSpec, build_spec
+
+ARCHES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
+
+
+@dataclass
+class Plan:
+    """Everything `dsenv plan` shows: the target, spec, lock (and whether it is current), base, build plan, state."""
+
+    target: Target
+    spec: EnvSpec
+    lock: locking.Lock
+    lock_state: str
+    platform: str
+    base: str
+    base_id: str
+    build: BuildPlan
+    image_exists: bool
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BuildResult:
+    """The outcome of `build`: the tag, the image id, whether anything was built, and how long it took."""
+
+    tag: str
+    image_id: str
+    built: bool
+    seconds: float
+    plan: Plan
+    delta: bool = False
+
+
+def lock_platform(arch: str | None = None) -> str:
+    """The uv platform a lock resolves for: Linux manylinux_2_28 on the engine's (or this machine's) architecture."""
+    machine = ARCHES.get((arch or host_platform.machine()).lower(), "x86_64")
+    return f"{machine}-manylinux_2_28"
+
+
+def _spec(path: str | Path, config: Config) -> tuple[Target, EnvSpec]:
+    target = find_target(path)
+    return target, build_spec(target, default_python=config.python)
+
+
+def _current_lock(target: Target, spec: EnvSpec, platform: str, as_of: str | None, upgrade: bool) -> tuple[locking.Lock, str]:
+    existing = locking.read_lock(target.lock_path)
+    if not upgrade and locking.is_current(existing, spec, platform, as_of):
+        return existing, "current"
+    return locking.resolve(spec, platform, as_of), ("stale" if existing else "new")
+
+
+def write_lock_file(path: Path, text: str) -> None:
+    """Write a lock file atomically (a temporary file in the same folder, then rename)."""
+    fd, tmp = tempfile.mkstemp(prefix=".dsenv-lock-", dir=str(path.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def lock(path: str | Path, *, as_of: str | None = None, upgrade: bool = False) -> tuple[Path, locking.Lock, str]:
+    """Resolve the environment of a notebook or folder and write its lock file; returns (path, lock, state)."""
+    config = load_config()
+    target, spec = _spec(path, config)
+    platform = lock_platform(_engine_arch(required=False))
+    result, state = _current_lock(target, spec, platform, as_of, upgrade)
+    if state != "current":
+        write_lock_file(target.lock_path, result.text)
+    return target.lock_path, result, state
+
+
+def _engine_arch(required: bool) -> str | None:
+    from . import engine
+
+    try:
+        return engine.server_info()["arch"]
+    except DsenvError:
+        if required:
+            raise
+        return None
+
+
+def choose_base(spec: EnvSpec, config: Config) -> tuple[str, str]:
+    """The base image (name, id): the spec's, the configured one, or python:X-slim falling back to a bootstrapped base."""
+    from . import base as bases
+    from . import engine
+
+    if spec.base:
+        info = engine.ensure_base(spec.base)
+        return spec.base, info.id
+    name = config.base_image.format(python=spec.python)
+    if config.base_image_set:
+        return name, engine.ensure_base(name).id
+    info = engine.image_info(name)
+    if info:
+        return name, info.id
+    try:
+        fallback = bases.bootstrap_tag(spec.python)
+    except DsenvError:
+        fallback = None
+    if fallback:
+        info = engine.image_info(fallback)
+        if info:
+            return fallback, info.id
+    try:
+        return name, engine.ensure_base(name).id
+    except BaseImageMissing as e:
+        hint = f"run 'dsenv base bootstrap --python {spec.python}'" if fallback else e.hint
+        raise BaseImageMissing(e.message, hint + f" (or set DSENV_BASE_IMAGE; default {DEFAULT_BASE})") from e
+
+
+def _parent(name: str, stack: str) -> dict | None:
+    from . import engine
+
+    for info in engine.list_images(filters={"io.dsenv.name": name, "io.dsenv.stack": stack}):
+        tags = [t for t in info.tags if t.startswith(repository_name(name) + ":")]
+        if tags:
+            return {"id": info.id, "tag": tags[0], "stack": stack, "depth": info.labels.get("io.dsenv.delta-depth", "0")}
+    return None
+
+
+def _bake_files(target: Target) -> dict[str, bytes]:
+    files: dict[str, bytes] = {}
+    for p in sorted(target.folder.rglob("*")):
+        rel = p.relative_to(target.folder)
+        if p.is_file() and not any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            files[str(rel)] = p.read_bytes()
+    return files
+
+
+def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake: bool = False,
+         upgrade: bool = False) -> Plan:
+    """Everything a build would do, without building: spec with sources, lock, Dockerfile, tag, up to date or not."""
+    from . import engine
+
+    config = load_config()
+    target, spec = _spec(path, config)
+    platform = lock_platform(_engine_arch(required=True))
+    lk, state = _current_lock(target, spec, platform, as_of, upgrade)
+    base, base_id = choose_base(spec, config)
+    tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
+                      post_build=spec.post_build.encode() if spec.post_build else None,
+                      bake=_bake_files(target) if bake else None)
+    exists = engine.image_info(tag_plan.tag) is not None
+    if not exists and not full:
+        parent = _parent(target.name, tag_plan.stack)
+        if parent:
+            tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
+                              post_build=spec.post_build.encode() if spec.post_build else None,
+                              bake=_bake_files(target) if bake else None, parent=parent)
+    return Plan(target, spec, lk, state, platform, base, base_id, tag_plan, exists, list(spec.notes))
+
+
+def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bake: bool = False,
+          upgrade: bool = False, on_event: Callable | None = None) -> BuildResult:
+    """Build the environment's image unless an image with its content tag exists; writes the lock file if it changed."""
+    from . import engine
+
+    start = time.monotonic()
+    p = plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade)
+    if p.lock_state != "current":
+        write_lock_file(p.target.lock_path, p.lock.text)
+    if p.image_exists:
+        info = engine.image_info(p.build.tag)
+        return BuildResult(p.build.tag, info.id if info else "", False, time.monotonic() - start, p)
+    context = engine.make_context(p.build.context, p.build.dockerfile)
+    labels = {
+        "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "org.opencontainers.image.source": str(p.target.path),
+    }
+    image_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event)
+    return BuildResult(p.build.tag, image_id, True, time.monotonic() - start, p, delta=p.build.delta_parent is not None)
+
+
+def check_imports(tag: str, modules: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """Import each module inside the image; returns {module: error} for those that fail (empty: all import)."""
+    from . import engine
+
+    script = (
+        "import importlib, json, sys\n"
+        "bad = {}\n"
+        "for m in sys.argv[1:]:\n"
+        "    try:\n        importlib.import_module(m)\n"
+        "    except Exception as e:\n        bad[m] = f'{type(e).__name__}: {e}'\n"
+        "print('DSENV-CHECK ' + json.dumps(bad))\n"
+    )
+    code, output = engine.run_once(tag, ["python", "-c", script, *modules])
+    for line in output.splitlines():
+        if line.startswith("DSENV-CHECK "):
+            import json
+
+            return json.loads(line[len("DSENV-CHECK "):])
+    return {"(python)": f"exit {code}: {output.strip()[-300:]}"}
+
+
+def images() -> list:
+    """The images dsenv built (engine.ImageInfo), newest first."""
+    from . import engine
+
+    return engine.list_images()
+
+
+def bootstrap_base(python: str = "3.11", *, force: bool = False, log: Callable[[str], None] = lambda s: None) -> str:
+    """Make the Debian-based Python base image from Debian packages (for machines that reach no registry)."""
+    from . import base
+
+    return base.bootstrap(python, force=force, log=log)

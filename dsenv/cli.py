@@ -1,0 +1,199 @@
+"""The `dsenv` command line: thin wrappers over dsenv.api; errors as one line, no traceback unless --debug."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__, api
+from .errors import DsenvError
+
+
+class _Group(click.Group):
+    """Prints DsenvErrors as one line with their hint and exits with their code; --debug shows the traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except DsenvError as e:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"dsenv: error: {e.one_line()}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("dsenv: interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and full tool output on errors.")
+@click.version_option(__version__, prog_name="dsenv")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Turn Jupyter notebooks into reproducible Docker images and run them."""
+    ctx.obj = {"debug": debug}
+
+
+_path = click.argument("path", type=click.Path(path_type=Path), default=".")
+_as_of = click.option("--as-of", metavar="DATE", help="Resolve with packages published up to DATE (YYYY-MM-DD).")
+_upgrade = click.option("--upgrade", is_flag=True, help="Resolve again even if the lock is current.")
+
+
+def _origin(sources: tuple[str, ...]) -> str:
+    shown = list(sources[:3])
+    return "; ".join(shown) + (f"; +{len(sources) - 3} more" if len(sources) > 3 else "")
+
+
+@main.command()
+@_path
+@_as_of
+@_upgrade
+@click.option("--full", is_flag=True, help="Show the full Dockerfile even where an incremental build applies.")
+@click.option("--bake", is_flag=True, help="Plan an image with the notebooks copied in.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def plan(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, as_json: bool) -> None:
+    """Show requirements and where each came from, the lock, the Dockerfile and the image tag, without building."""
+    p = api.plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade)
+    s = p.spec
+    if as_json:
+        click.echo(json.dumps({
+            "target": str(p.target.path), "python": s.python, "python_source": s.python_source,
+            "requirements": [{"requirement": r.requirement, "sources": list(r.sources)} for r in s.requirements],
+            "apt": [{"name": a.name, "sources": list(a.sources)} for a in s.apt],
+            "base": p.base, "base_id": p.base_id, "lock": {"path": str(p.target.lock_path), "state": p.lock_state,
+            "packages": {x.name: x.version for x in p.lock.packages}}, "dockerfile": p.build.dockerfile,
+            "tag": p.build.tag, "up_to_date": p.image_exists, "incremental_over": p.build.delta_parent, "notes": p.notes,
+        }, indent=2))
+        return
+    kind = "notebook" if p.target.single else f"folder, {len(p.target.notebooks)} notebook(s)"
+    click.secho(f"Environment {p.target.name} ({kind}: {p.target.path})", bold=True)
+    click.echo(f"Python {s.python}  [{s.python_source}]")
+    click.echo(f"Base   {p.base}  [{s.base_source if s.base else 'config'}] {p.base_id[:19]}")
+    click.secho("\nRequirements", bold=True)
+    width = max([len(r.requirement) for r in s.requirements] + [10])
+    for r in s.requirements:
+        click.echo(f"  {r.requirement:<{width}}  {_origin(r.sources)}")
+    if not s.requirements:
+        click.echo("  (none)")
+    click.secho("\nApt packages", bold=True)
+    for a in s.apt:
+        click.echo(f"  {a.name:<{width}}  {_origin(a.sources)}")
+    if not s.apt:
+        click.echo("  (none)")
+    for note in p.notes:
+        click.echo(f"note: {note}")
+    click.secho(f"\nLock {p.target.lock_path} [{p.lock_state}] for {p.platform}", bold=True)
+    env = [x for x in p.lock.packages if not x.runtime_only]
+    click.echo("  " + "  ".join(f"{x.name}=={x.version}" for x in env) if env else "  (no packages)")
+    runtime = [x for x in p.lock.packages if x.runtime_only]
+    click.echo(f"  + Jupyter runtime ({s.jupyter}): {len(runtime)} packages, e.g. "
+               + ", ".join(f"{x.name}=={x.version}" for x in runtime if x.name in {"jupyterlab", "ipykernel", "papermill", "notebook"}))
+    click.secho("\nDockerfile" + (f" (incremental over {p.build.delta_parent})" if p.build.delta_parent else ""), bold=True)
+    click.echo("\n".join("  " + line for line in p.build.dockerfile.rstrip().splitlines()))
+    state = "up to date" if p.image_exists else ("to build incrementally" if p.build.delta_parent else "to build")
+    click.secho(f"\nImage {p.build.tag}  [{state}]", bold=True)
+
+
+@main.command()
+@_path
+@_as_of
+@_upgrade
+def lock(path: Path, as_of: str | None, upgrade: bool) -> None:
+    """Resolve exact versions (with hashes) for the target Python and Linux, and write dsenv.lock."""
+    where, lk, state = api.lock(path, as_of=as_of, upgrade=upgrade)
+    verb = {"current": "is up to date", "new": "written", "stale": "updated"}[state]
+    click.echo(f"{where} {verb}: {len(lk.packages)} packages")
+
+
+class _Progress:
+    """Build progress for a terminal: one line a step; log lines with --verbose; JSON event lines with --json."""
+
+    def __init__(self, as_json: bool, verbose: bool) -> None:
+        self.as_json, self.verbose, self.step = as_json, verbose, 0
+
+    def __call__(self, event) -> None:
+        if self.as_json:
+            if event.image_id:
+                return
+            kind = "step" if event.step != self.step else "log"
+            self.step = event.step
+            click.echo(json.dumps({"event": kind, "step": event.step, "total": event.total, "line": event.line}))
+            return
+        if event.line.startswith("Step "):
+            self.step = event.step
+            text = event.line.split(" : ", 1)[-1]
+            click.echo(f"[{event.step}/{event.total}] {text[:110]}", err=True)
+        elif self.verbose and event.line.strip():
+            click.echo(f"      {event.line}", err=True)
+
+
+@main.command()
+@_path
+@_as_of
+@_upgrade
+@click.option("--full", is_flag=True, help="Build from the base, never incrementally over a previous image.")
+@click.option("--bake", is_flag=True, help="Copy the notebook folder into the image (for a self-contained image to push).")
+@click.option("--check", is_flag=True, help="After building, import every module the notebooks import inside the image.")
+@click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
+@click.option("-v", "--verbose", is_flag=True, help="Show every line of build output.")
+def build(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, check: bool, as_json: bool, verbose: bool) -> None:
+    """Build the environment's image through the Docker daemon (nothing is built when it is up to date)."""
+    result = api.build(path, as_of=as_of, upgrade=upgrade, full=full, bake=bake, on_event=_Progress(as_json, verbose))
+    failed: dict[str, str] = {}
+    if check:
+        failed = api.check_imports(result.tag, result.plan.spec.imports)
+    if as_json:
+        click.echo(json.dumps({"event": "done", "tag": result.tag, "image_id": result.image_id, "built": result.built,
+                               "incremental": result.delta, "seconds": round(result.seconds, 3),
+                               **({"import_failures": failed} if check else {})}))
+    else:
+        if result.built:
+            how = " incrementally" if result.delta else ""
+            click.echo(f"built{how} {result.tag} in {result.seconds:.1f} s")
+        else:
+            click.echo(f"{result.tag} is up to date (nothing to build)")
+        if check:
+            mods = ", ".join(result.plan.spec.imports) or "(none)"
+            if failed:
+                for m, err in failed.items():
+                    click.echo(f"import {m} failed in the image: {err}", err=True)
+            else:
+                click.echo(f"check: every import of the notebooks works in the image: {mods}")
+    click.echo(result.tag) if not as_json and not sys.stdout.isatty() else None
+    if failed:
+        sys.exit(8)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def images(as_json: bool) -> None:
+    """The images dsenv built: tag, spec hash, size, created."""
+    found = api.images()
+    if as_json:
+        click.echo(json.dumps([{"id": i.id, "tags": list(i.tags), "spec_sha256": i.labels.get("io.dsenv.spec.sha256"),
+                                "size": i.size, "created": i.created} for i in found], indent=2))
+        return
+    click.echo(f"{'IMAGE':<40} {'SPEC':<12} {'SIZE':>9}  CREATED")
+    for i in found:
+        for tag in i.tags or ("<untagged>",):
+            click.echo(f"{tag:<40} {i.labels.get('io.dsenv.spec.sha256', '')[:12]:<12} {i.size / 1e6:>7.0f}MB  {i.created[:19]}")
+
+
+@main.group()
+def base() -> None:
+    """Base images."""
+
+
+@base.command("bootstrap")
+@click.option("--python", default="3.11", show_default=True, help="Python version (3.11: bookworm, 3.13: trixie).")
+@click.option("--force", is_flag=True, help="Make it again even if it exists.")
+def base_bootstrap(python: str, force: bool) -> None:
+    """Make a Python base image from Debian packages (debootstrap + docker import), for machines with no registry."""
+    tag = api.bootstrap_base(python, force=force, log=lambda s: click.echo(s, err=True))
+    click.echo(tag)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

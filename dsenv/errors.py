@@ -1,0 +1,120 @@
+"""The one exception hierarchy of dsenv: every failure a user can meet, with a one-line message and a hint."""
+from __future__ import annotations
+
+
+class DsenvError(Exception):
+    """Base of every dsenv error: a one-line message saying what went wrong and a hint saying what to do."""
+
+    exit_code = 1
+    hint = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+    def one_line(self) -> str:
+        """The message and its hint as one line, as the CLI prints it."""
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class UsageError(DsenvError):
+    """The command was called with something that cannot work (a missing path, a bad option value)."""
+
+    exit_code = 2
+
+
+class NotebookError(DsenvError):
+    """A notebook could not be read: not JSON, not nbformat, unreadable."""
+
+    exit_code = 3
+
+    def __init__(self, path: str, problem: str, hint: str | None = None) -> None:
+        super().__init__(f"{path}: {problem}", hint or "fix or remove the notebook; dsenv has not changed it")
+        self.path = path
+        self.problem = problem
+
+
+class SpecError(DsenvError):
+    """A spec source (metadata.dsenv, dsenv.toml, requirements.txt, ...) holds something invalid."""
+
+    exit_code = 4
+
+    def __init__(self, source: str, problem: str, hint: str | None = None) -> None:
+        super().__init__(f"{source}: {problem}", hint or f"edit {source}")
+        self.source = source
+        self.problem = problem
+
+
+class ConflictError(SpecError):
+    """Two sources ask for different versions of the same package."""
+
+    def __init__(self, package: str, first: tuple[str, str], second: tuple[str, str]) -> None:
+        (spec_a, src_a), (spec_b, src_b) = first, second
+        DsenvError.__init__(
+            self,
+            f"conflicting pins for {package}: '{spec_a}' from {src_a} and '{spec_b}' from {src_b}",
+            f"keep one pin: edit {src_a} or {src_b}",
+        )
+        self.source = f"{src_a}, {src_b}"
+        self.problem = "conflict"
+        self.package = package
+        self.sources = (src_a, src_b)
+
+
+class LockError(DsenvError):
+    """Resolving the requirements to exact versions failed (unknown package, unsatisfiable pins, no index)."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, hint: str | None = None, packages: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint)
+        self.packages = packages
+
+
+class EngineError(DsenvError):
+    """The Docker engine refused or failed an operation."""
+
+    exit_code = 6
+
+
+class DaemonUnavailable(EngineError):
+    """No Docker daemon answers where dsenv looked for one."""
+
+    hint = "start the Docker daemon (e.g. 'sudo systemctl start docker' or 'dockerd &'), or set DOCKER_HOST"
+
+
+class DaemonPermissionDenied(EngineError):
+    """The Docker socket exists but this user may not use it."""
+
+    hint = "add your user to the 'docker' group (then log in again), or run as a user who may use the socket"
+
+
+class BaseImageMissing(EngineError):
+    """The base image is neither present nor pullable."""
+
+    hint = "run 'dsenv base bootstrap' to make a Debian-based Python image from Debian packages, or set base_image"
+
+
+class BuildError(EngineError):
+    """A step of the image build failed."""
+
+    def __init__(self, step: str, reason: str, log_tail: list[str]) -> None:
+        tail = " | ".join(line.strip() for line in log_tail[-5:] if line.strip())
+        super().__init__(
+            f"build failed at {step}: {reason}" + (f" -- last lines: {tail}" if tail else ""),
+            "read the step's output above (or rerun with --debug); fix the requirement or apt package it names",
+        )
+        self.step = step
+        self.reason = reason
+        self.log_tail = log_tail
+
+
+class BootstrapError(DsenvError):
+    """Making the local Debian base image failed."""
+
+    exit_code = 7

@@ -1,0 +1,204 @@
+"""Inference of what a notebook needs from its code cells: imports, %pip / !pip lines and !apt-get lines."""
+from __future__ import annotations
+
+import ast
+import shlex
+from dataclasses import dataclass
+
+# Cell magics whose body is Python (re-parsed for imports) and those whose body is shell (scanned for installs).
+SHELL_CELL_MAGICS = {"bash", "sh", "script", "system"}
+PIP_MAGICS = {"pip", "uv"}
+# pip options that take a value: their value is not a requirement.
+PIP_VALUE_OPTIONS = {
+    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint", "-t", "--target",
+    "--prefix", "--root", "--python", "--platform", "--python-version", "--implementation", "--abi",
+    "--trusted-host", "--cache-dir", "--log", "--proxy", "--timeout", "--retries", "--src", "--upgrade-strategy",
+    "--progress-bar", "--config-settings", "-C", "--global-option", "--no-binary", "--only-binary",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing a code cell says it needs: kind is 'import', 'pip', 'pip-file' or 'apt'."""
+
+    kind: str
+    value: str
+    cell: int
+    optional: bool = False
+
+
+def infer_cells(cells: list[str]) -> list[Finding]:
+    """All findings of a notebook's code cells, in cell order."""
+    out: list[Finding] = []
+    for index, source in enumerate(cells):
+        out.extend(infer_cell(source, index))
+    return out
+
+
+def infer_cell(source: str, index: int = 0) -> list[Finding]:
+    """The findings of one code cell: its source goes through IPython's input transformer, then Python's AST."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        python = TransformerManager().transform_cell(source)
+    except Exception:  # a cell IPython itself cannot transform: read it line by line
+        python = source
+    tree = _parse(python)
+    if tree is None:
+        return _line_by_line(source, index)
+    return list(_walk(tree, index))
+
+
+def _parse(text: str) -> ast.Module | None:
+    try:
+        return ast.parse(text)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _line_by_line(source: str, index: int) -> list[Finding]:
+    """Fallback for a cell with a syntax error: each line that parses alone still counts."""
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    out: list[Finding] = []
+    for line in source.splitlines():
+        try:
+            tree = _parse(TransformerManager().transform_cell(line.strip() + "\n"))
+        except Exception:
+            tree = None
+        if tree is not None:
+            out.extend(_walk(tree, index))
+    return out
+
+
+def _walk(tree: ast.AST, index: int):
+    optional_nodes = _optional_import_nodes(tree)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Finding("import", alias.name, index, node in optional_nodes)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                yield Finding("import", node.module, index, node in optional_nodes)
+        elif isinstance(node, ast.Call):
+            yield from _magic_call(node, index)
+
+
+def _optional_import_nodes(tree: ast.AST) -> set[ast.AST]:
+    """Imports inside `try: ... except ImportError` are optional: the code runs without them."""
+    optional: set[ast.AST] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
+            for stmt in node.body:
+                optional.update(n for n in ast.walk(stmt) if isinstance(n, (ast.Import, ast.ImportFrom)))
+    return optional
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    if handler.type is None:
+        return True
+    names = [handler.type] if not isinstance(handler.type, ast.Tuple) else list(handler.type.elts)
+    return any(isinstance(n, ast.Name) and n.id in {"ImportError", "ModuleNotFoundError", "Exception"} for n in names)
+
+
+def _magic_call(node: ast.Call, index: int):
+    """get_ipython().run_line_magic / run_cell_magic / system / getoutput calls that IPython's transformer wrote."""
+    func = node.func
+    if not (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Call)):
+        return
+    inner = func.value.func
+    if not (isinstance(inner, ast.Name) and inner.id == "get_ipython"):
+        return
+    args = [a.value if isinstance(a, ast.Constant) and isinstance(a.value, str) else None for a in node.args]
+    if func.attr == "run_line_magic" and len(args) >= 2 and args[0] and args[1] is not None:
+        if args[0] in PIP_MAGICS:
+            yield from _pip_words(_split(args[1]), index)
+        elif args[0] in {"sx", "system"}:
+            yield from _shell(args[1], index)
+    elif func.attr in {"system", "getoutput"} and args and args[0] is not None:
+        yield from _shell(args[0], index)
+    elif func.attr == "run_cell_magic" and len(args) >= 3 and args[0] and args[2] is not None:
+        name, body = args[0], args[2]
+        if name in SHELL_CELL_MAGICS:
+            if name != "script" or any(sh in (args[1] or "") for sh in ("bash", "sh")):
+                yield from _shell(body, index)
+        else:
+            sub = _parse(_transform(body))
+            if sub is not None:
+                yield from _walk(sub, index)
+
+
+def _transform(body: str) -> str:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return TransformerManager().transform_cell(body)
+    except Exception:
+        return body
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text, comments=True)
+    except ValueError:
+        return text.split()
+
+
+def _shell(command: str, index: int):
+    """Installs named in a shell command line: pip/uv pip/python -m pip install, apt-get/apt install."""
+    for line in command.replace("\\\n", " ").splitlines():
+        words = _split(line)
+        segment: list[str] = []
+        for word in words + [";"]:
+            if word in {";", "&&", "||", "|", "&"}:
+                yield from _segment(segment, index)
+                segment = []
+            else:
+                segment.append(word)
+
+
+def _segment(words: list[str], index: int):
+    while words and (words[0] in {"sudo", "env"} or "=" in words[0] and not words[0].startswith("-")):
+        words = words[1:]
+    if not words:
+        return
+    head = words[0].rsplit("/", 1)[-1]
+    if head in {"pip", "pip3"}:
+        yield from _pip_words(words[1:], index)
+    elif head == "uv" and words[1:2] == ["pip"]:
+        yield from _pip_words(words[2:], index)
+    elif (head.startswith("python") or head in {"{sys.executable}", "$PYTHON"}) and words[1:3] == ["-m", "pip"]:
+        yield from _pip_words(words[3:], index)
+    elif head in {"apt-get", "apt"}:
+        rest = words[1:]
+        if "install" in rest:
+            for word in rest[rest.index("install") + 1:]:
+                if not word.startswith("-"):
+                    yield Finding("apt", word, index)
+
+
+def _pip_words(words: list[str], index: int):
+    if not words or words[0] != "install":
+        return
+    skip = False
+    items = iter(words[1:])
+    for word in items:
+        if skip:
+            skip = False
+            continue
+        if word in {"-r", "--requirement"}:
+            target = next(items, None)
+            if target:
+                yield Finding("pip-file", target, index)
+            continue
+        if word in {"-e", "--editable"}:
+            target = next(items, None)
+            if target:
+                yield Finding("pip", f"-e {target}", index)
+            continue
+        if word in PIP_VALUE_OPTIONS:
+            skip = True
+            continue
+        if word.startswith("-"):
+            continue
+        yield Finding("pip", word, index)
