@@ -94,7 +94,7 @@ def _engine_arch(required: bool) -> str | None:
     from . import engine
 
     try:
-        return engine.server_info()["arch"]
+        return engine.architecture()
     except DsenvError:
         if required:
             raise
@@ -107,27 +107,37 @@ def choose_base(spec: EnvSpec, config: Config) -> tuple[str, str]:
     from . import engine
 
     if spec.base:
-        info = engine.ensure_base(spec.base)
-        return spec.base, info.id
+        return spec.base, image_id(spec.base) or engine.ensure_base(spec.base).id
     name = config.base_image.format(python=spec.python)
     if config.base_image_set:
         return name, engine.ensure_base(name).id
-    info = engine.image_info(name)
-    if info:
-        return name, info.id
+    found = image_id(name)
+    if found:
+        return name, found
     try:
         fallback = bases.bootstrap_tag(spec.python)
     except DsenvError:
         fallback = None
     if fallback:
-        info = engine.image_info(fallback)
-        if info:
-            return fallback, info.id
+        found = image_id(fallback)
+        if found:
+            return fallback, found
     try:
         return name, engine.ensure_base(name).id
     except BaseImageMissing as e:
         hint = f"run 'dsenv base bootstrap --python {spec.python}'" if fallback else e.hint
         raise BaseImageMissing(e.message, hint + f" (or set DSENV_BASE_IMAGE; default {DEFAULT_BASE})") from e
+
+
+def image_id(ref: str) -> str | None:
+    """The id of a local image, or None: the quick unix-socket check where it applies, else docker-py."""
+    from . import engine
+
+    try:
+        return engine.quick_image_id(ref)
+    except LookupError:
+        info = engine.image_info(ref)
+        return info.id if info else None
 
 
 def _parent(name: str, stack: str) -> dict | None:
@@ -156,13 +166,13 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
 
     config = load_config()
     target, spec = _spec(path, config)
-    platform = lock_platform(_engine_arch(required=True))
+    platform = lock_platform(_engine_arch(required=False))
     lk, state = _current_lock(target, spec, platform, as_of, upgrade)
     base, base_id = choose_base(spec, config)
     tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
                       post_build=spec.post_build.encode() if spec.post_build else None,
                       bake=_bake_files(target) if bake else None)
-    exists = engine.image_info(tag_plan.tag) is not None
+    exists = image_id(tag_plan.tag) is not None
     if not exists and not full:
         parent = _parent(target.name, tag_plan.stack)
         if parent:
@@ -182,15 +192,14 @@ def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bak
     if p.lock_state != "current":
         write_lock_file(p.target.lock_path, p.lock.text)
     if p.image_exists:
-        info = engine.image_info(p.build.tag)
-        return BuildResult(p.build.tag, info.id if info else "", False, time.monotonic() - start, p)
+        return BuildResult(p.build.tag, image_id(p.build.tag) or "", False, time.monotonic() - start, p)
     context = engine.make_context(p.build.context, p.build.dockerfile)
     labels = {
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "org.opencontainers.image.source": str(p.target.path),
     }
-    image_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event)
-    return BuildResult(p.build.tag, image_id, True, time.monotonic() - start, p, delta=p.build.delta_parent is not None)
+    new_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event)
+    return BuildResult(p.build.tag, new_id, True, time.monotonic() - start, p, delta=p.build.delta_parent is not None)
 
 
 def check_imports(tag: str, modules: list[str] | tuple[str, ...]) -> dict[str, str]:

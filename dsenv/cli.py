@@ -25,6 +25,13 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("dsenv: interrupted", err=True)
             ctx.exit(130)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except Exception as e:  # a bug, not a user error: still one line unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"dsenv: internal error: {type(e).__name__}: {e} (hint: rerun with --debug and report it)", err=True)
+            ctx.exit(70)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -151,17 +158,17 @@ def build(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, 
     else:
         if result.built:
             how = " incrementally" if result.delta else ""
-            click.echo(f"built{how} {result.tag} in {result.seconds:.1f} s")
+            click.echo(f"built{how} {result.tag} in {result.seconds:.1f} s", err=True)
         else:
-            click.echo(f"{result.tag} is up to date (nothing to build)")
+            click.echo(f"up to date, nothing to build ({result.seconds:.2f} s)", err=True)
         if check:
             mods = ", ".join(result.plan.spec.imports) or "(none)"
             if failed:
                 for m, err in failed.items():
-                    click.echo(f"import {m} failed in the image: {err}", err=True)
+                    click.echo(f"check: import {m} failed in the image: {err}", err=True)
             else:
-                click.echo(f"check: every import of the notebooks works in the image: {mods}")
-    click.echo(result.tag) if not as_json and not sys.stdout.isatty() else None
+                click.echo(f"check: every import of the notebooks works in the image: {mods}", err=True)
+        click.echo(result.tag)
     if failed:
         sys.exit(8)
 

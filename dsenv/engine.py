@@ -1,22 +1,22 @@
 """The engine layer: the only module that speaks to Docker (docker-py). Every Docker failure becomes a DsenvError here."""
 from __future__ import annotations
 
+import http.client
 import io
+import json
+import os
 import re
+import socket
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import docker
-import docker.errors
-import requests.exceptions
-
 from .errors import BaseImageMissing, BuildError, DaemonPermissionDenied, DaemonUnavailable, EngineError
 
 MANAGED_LABEL = "io.dsenv.spec.sha256"
-_clients: dict[str, docker.APIClient] = {}
+_clients: dict[str, Any] = {}
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,9 @@ class BuildEvent:
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
     """Map docker-py / HTTP failures to DsenvErrors (the one place that does so)."""
+    import docker.errors
+    import requests.exceptions
+
     try:
         yield
     except docker.errors.ImageNotFound as e:
@@ -67,9 +70,9 @@ def _short(e: BaseException) -> str:
     return (m.group(1) if m else text.splitlines()[0] if text else type(e).__name__)[:160]
 
 
-def client() -> docker.APIClient:
-    """A low-level docker-py client for the daemon of DOCKER_HOST (or the default socket), checked with a ping."""
-    import os
+def client() -> Any:
+    """A low-level docker-py client (docker.APIClient) for DOCKER_HOST or the default socket, checked with a ping."""
+    import docker
 
     key = os.environ.get("DOCKER_HOST", "")
     if key not in _clients:
@@ -89,6 +92,8 @@ def server_info() -> dict[str, Any]:
 
 def image_info(ref: str) -> ImageInfo | None:
     """The image a tag or id names, or None when there is no such image."""
+    import docker.errors
+
     with _translate(f"inspecting {ref}"):
         try:
             d = client().inspect_image(ref)
@@ -220,8 +225,63 @@ def run_once(image: str, command: list[str], timeout: int = 600) -> tuple[int, s
 
 def remove_image(ref: str) -> None:
     """Remove an image by tag or id (its other tags and children keep their layers)."""
+    import docker.errors
+
     with _translate(f"removing {ref}"):
         try:
             client().remove_image(ref, noprune=False)
         except docker.errors.ImageNotFound:
             return
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        sock.connect(self._path)
+        self.sock = sock
+
+
+def _quick_get(path: str) -> tuple[int, bytes]:
+    """GET a daemon API path over the local unix socket with the standard library only (no docker-py import: the
+    'nothing changed' path stays fast). Raises LookupError where this does not apply (non-unix DOCKER_HOST, TLS, no
+    socket); callers then go through docker-py."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://") or os.environ.get("DOCKER_TLS_VERIFY"):
+        raise LookupError("the quick path needs a local unix socket")
+    conn = _UnixHTTPConnection(host[len("unix://"):], timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    except OSError as e:
+        raise LookupError(str(e)) from e
+    finally:
+        conn.close()
+
+
+def quick_image_id(ref: str) -> str | None:
+    """The id of a local image (None when absent) through the quick path; LookupError where it does not apply."""
+    from urllib.parse import quote
+
+    status, body = _quick_get(f"/images/{quote(ref, safe='/:@')}/json")
+    if status == 404:
+        return None
+    if status != 200:
+        raise LookupError(f"daemon answered {status}")
+    return json.loads(body)["Id"]
+
+
+def architecture() -> str:
+    """The daemon's CPU architecture (amd64, arm64, ...)."""
+    try:
+        status, body = _quick_get("/version")
+        if status == 200:
+            return json.loads(body).get("Arch", "amd64")
+    except (LookupError, ValueError):
+        pass
+    return server_info()["arch"]

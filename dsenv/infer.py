@@ -2,9 +2,16 @@
 from __future__ import annotations
 
 import ast
+import hashlib
+import json
+import os
+import re
 import shlex
+from pathlib import Path
 from dataclasses import dataclass
 
+CACHE_VERSION = 1  # bump when the findings of a cell may change
+MAY_FIND = re.compile(r"import|[%!]|get_ipython")
 # Cell magics whose body is Python (re-parsed for imports) and those whose body is shell (scanned for installs).
 SHELL_CELL_MAGICS = {"bash", "sh", "script", "system"}
 PIP_MAGICS = {"pip", "uv"}
@@ -27,16 +34,56 @@ class Finding:
     optional: bool = False
 
 
-def infer_cells(cells: list[str]) -> list[Finding]:
-    """All findings of a notebook's code cells, in cell order."""
+def infer_cells(cells: list[str], cache: dict[str, list] | None = None) -> list[Finding]:
+    """All findings of a notebook's code cells, in cell order; `cache` maps a cell's sha256 to its findings so
+    unchanged cells are not parsed again (see cell_cache)."""
     out: list[Finding] = []
     for index, source in enumerate(cells):
-        out.extend(infer_cell(source, index))
+        if cache is None:
+            out.extend(infer_cell(source, index))
+            continue
+        key = hashlib.sha256(source.encode()).hexdigest()[:32]
+        if key not in cache:
+            cache[key] = [[f.kind, f.value, f.optional] for f in infer_cell(source, index)]
+        out.extend(Finding(kind, value, index, optional) for kind, value, optional in cache[key])
     return out
+
+
+class cell_cache:
+    """A persistent cell -> findings cache (~/.cache/dsenv/cells-v1.json): a context manager yielding the dict."""
+
+    LIMIT = 20000
+
+    def __init__(self, path: Path | None = None) -> None:
+        root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+        self.path = path or root / "dsenv" / f"cells-v{CACHE_VERSION}.json"
+        self.data: dict[str, list] = {}
+
+    def __enter__(self) -> dict[str, list]:
+        try:
+            self.data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.data = {}
+        self._size = len(self.data)
+        return self.data
+
+    def __exit__(self, *exc) -> None:
+        if len(self.data) == self._size or exc[0] is not None:
+            return
+        items = list(self.data.items())[-self.LIMIT:]
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(dict(items)))
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
 
 
 def infer_cell(source: str, index: int = 0) -> list[Finding]:
     """The findings of one code cell: its source goes through IPython's input transformer, then Python's AST."""
+    if not MAY_FIND.search(source):
+        return []  # no import statement, magic, shell escape or get_ipython call: nothing to find
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:

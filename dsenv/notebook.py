@@ -73,10 +73,8 @@ def _walk_notebooks(folder: Path):
 
 
 def load_notebook(path: Path) -> Notebook:
-    """Read one notebook with nbformat (any version 4 minor; older versions are converted), or raise NotebookError."""
-    import nbformat
-    from nbformat.reader import NotJSONError
-
+    """Read one notebook: well-formed nbformat 4 JSON directly; anything else (older formats to convert, errors to
+    explain) through nbformat, which converts it or names the problem in a NotebookError."""
     try:
         raw = path.read_bytes()
     except OSError as e:
@@ -85,6 +83,44 @@ def load_notebook(path: Path) -> Notebook:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise NotebookError(str(path), f"not UTF-8 text (byte {e.start})") from e
+    quick = _quick_read(path, text)
+    return quick if quick is not None else _nbformat_read(path, text)
+
+
+def _quick_read(path: Path, text: str) -> Notebook | None:
+    """The common case without loading nbformat's schema validator: nbformat 4 with well-typed cells."""
+    try:
+        nb = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(nb, dict) or nb.get("nbformat") != 4 or not isinstance(nb.get("cells"), list):
+        return None
+    meta = nb.get("metadata", {})
+    if not isinstance(meta, dict):
+        return None
+    code: list[str] = []
+    for cell in nb["cells"]:
+        if not isinstance(cell, dict) or cell.get("cell_type") not in {"code", "markdown", "raw"}:
+            return None
+        source = cell.get("source", "")
+        if isinstance(source, list) and all(isinstance(s, str) for s in source):
+            source = "".join(source)
+        if not isinstance(source, str):
+            return None
+        if cell["cell_type"] == "code":
+            code.append(source)
+    return Notebook(path=path, code_cells=code, metadata=meta, language=_language(meta))
+
+
+def _language(meta: dict[str, Any]) -> str:
+    kernelspec = meta.get("kernelspec") if isinstance(meta.get("kernelspec"), dict) else {}
+    info = meta.get("language_info") if isinstance(meta.get("language_info"), dict) else {}
+    return str(kernelspec.get("language") or info.get("name") or "python").lower()
+
+
+def _nbformat_read(path: Path, text: str) -> Notebook:
+    import nbformat
+    from nbformat.reader import NotJSONError
     captured: dict[str, Any] = {}
     logger = logging.getLogger("traitlets")
     previous = logger.level
@@ -101,10 +137,9 @@ def load_notebook(path: Path) -> Notebook:
         err = captured["ValidationError"]
         where = "/".join(str(x) for x in getattr(err, "absolute_path", [])) or "top level"
         raise NotebookError(str(path), f"invalid nbformat at {where}: {getattr(err, 'message', err)}")
-    meta = dict(nb.get("metadata", {}))
-    language = (meta.get("kernelspec", {}) or {}).get("language") or (meta.get("language_info", {}) or {}).get("name") or "python"
+    meta = _plain(dict(nb.get("metadata", {})))
     code = [c.source for c in nb.cells if c.cell_type == "code"]
-    return Notebook(path=path, code_cells=code, metadata=_plain(meta), language=str(language).lower())
+    return Notebook(path=path, code_cells=code, metadata=meta, language=_language(meta))
 
 
 def _json_problem(text: str) -> str:

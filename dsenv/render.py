@@ -5,7 +5,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from . import __version__
@@ -19,15 +19,21 @@ LABEL_PREFIX = "io.dsenv."
 
 @dataclass
 class BuildPlan:
-    """Everything a build needs: Dockerfile text, context files, the content tag, labels, and the delta parent."""
+    """Everything a build needs: context files, the content tag, labels, the delta parent, and (rendered on first
+    use, so an up-to-date check never loads Jinja2) the Dockerfile text."""
 
-    dockerfile: str
     context: dict[str, bytes]
     tag: str
     labels: dict[str, str]
     stack: str
+    template: str
+    variables: dict = field(default_factory=dict)
     delta_parent: str | None = None
-    notes: list[str] = field(default_factory=list)
+
+    @cached_property
+    def dockerfile(self) -> str:
+        """The Dockerfile text."""
+        return _environment().get_template(self.template).render(**self.variables)
 
 
 def templates_dir() -> Path:
@@ -90,9 +96,8 @@ def render(spec: EnvSpec, lock: Lock, *, name: str, base: str, base_id: str, ca_
                  and parent.get("stack") == stack and int(parent.get("depth", 0)) < MAX_DELTA_DEPTH)
     if use_delta:
         labels[LABEL_PREFIX + "delta-depth"] = str(int(parent["depth"]) + 1)
-        dockerfile = _environment().get_template("Dockerfile.delta.j2").render(
-            name=name, parent=parent["id"], parent_tag=parent["tag"], label_instruction=_label_instruction(labels))
-        return BuildPlan(dockerfile, context, tag, labels, stack, delta_parent=parent["tag"])
+        variables = dict(name=name, parent=parent["id"], parent_tag=parent["tag"], label_instruction=_label_instruction(labels))
+        return BuildPlan(context, tag, labels, stack, "Dockerfile.delta.j2", variables, delta_parent=parent["tag"])
     labels[LABEL_PREFIX + "delta-depth"] = "0"
     if ca_bundle:
         context["ca-bundle.crt"] = ca_bundle
@@ -100,9 +105,9 @@ def render(spec: EnvSpec, lock: Lock, *, name: str, base: str, base_id: str, ca_
         context["postBuild"] = post_build
     for rel, data in (bake or {}).items():
         context[f"work/{rel}"] = data
-    dockerfile = _environment().get_template("Dockerfile.j2").render(
+    variables = dict(
         name=name, tag=tag, base=base, python=spec.python, uv_version=UV_VERSION, ca_bundle=bool(ca_bundle),
         apt=sorted(a.name for a in spec.apt), post_build=bool(post_build), bake=bool(bake),
         label_instruction=_label_instruction(labels),
     )
-    return BuildPlan(dockerfile, context, tag, labels, stack)
+    return BuildPlan(context, tag, labels, stack, "Dockerfile.j2", variables)

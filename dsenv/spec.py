@@ -15,7 +15,7 @@ from packaging.utils import canonicalize_name
 
 from . import sources as src
 from .errors import ConflictError, SpecError
-from .infer import infer_cells
+from .infer import cell_cache, infer_cells
 from .notebook import Target, load_notebook
 
 DEFAULT_PYTHON = "3.11"
@@ -234,38 +234,44 @@ def _infer_into(c: _Collector, notebooks: list, target: Target, python: str, imp
     stdlib = stdlib_modules(python)
     notes: list[str] = []
     local_cache: dict[Path, set[str]] = {}
-    for nb in notebooks:
-        name = _rel(nb.path, target)
-        if nb.language != "python":
-            notes.append(f"{name}: kernel language '{nb.language}', imports not inferred")
-            continue
-        local = local_cache.setdefault(nb.path.parent, local_modules(nb.path.parent) | local_modules(target.folder))
-        for f in infer_cells(nb.code_cells):
-            if f.kind == "import":
-                top = f.value.split(".")[0]
-                if top in stdlib or top in local or top.startswith("_"):
-                    continue
-                if f.optional:
-                    notes.append(f"{name}: optional import {f.value} (inside try/except ImportError) not required")
-                    continue
-                imports.add(top)
-                dist = distribution_for_import(f.value)
-                c.add_req(Requirement(dist), f"import {top} ({name})", 4)
-            elif f.kind == "pip":
-                try:
-                    c.add_req(src.parse_requirement(f.value, name), f"%pip ({name})", 4)
-                except SpecError as e:
-                    notes.append(f"{name}: pip install argument skipped: {e.problem}")
-            elif f.kind == "pip-file":
-                path = nb.path.parent / f.value
-                if path.is_file():
-                    for line in src.read_requirements_file(path, f"{f.value} via %pip ({name})"):
-                        c.add_req(src.parse_requirement(line, f.value), f"{f.value} via %pip ({name})", 4)
-                else:
-                    notes.append(f"{name}: pip -r {f.value}: file not found, skipped")
-            elif f.kind == "apt":
-                if src.APT_NAME.match(f.value):
-                    c.apt.setdefault(f.value, []).append(f"!apt-get ({name})")
-                else:
-                    notes.append(f"{name}: apt-get argument '{f.value}' is not a package name, skipped")
+    with cell_cache() as cells:
+        for nb in notebooks:
+            _infer_notebook(c, nb, target, stdlib, local_cache, cells, notes, imports)
     return notes
+
+
+def _infer_notebook(c: _Collector, nb, target: Target, stdlib: frozenset[str], local_cache: dict[Path, set[str]],
+                    cells: dict, notes: list[str], imports: set[str]) -> None:
+    name = _rel(nb.path, target)
+    if nb.language != "python":
+        notes.append(f"{name}: kernel language '{nb.language}', imports not inferred")
+        return
+    local = local_cache.setdefault(nb.path.parent, local_modules(nb.path.parent) | local_modules(target.folder))
+    for f in infer_cells(nb.code_cells, cells):
+        if f.kind == "import":
+            top = f.value.split(".")[0]
+            if top in stdlib or top in local or top.startswith("_"):
+                continue
+            if f.optional:
+                notes.append(f"{name}: optional import {f.value} (inside try/except ImportError) not required")
+                continue
+            imports.add(top)
+            dist = distribution_for_import(f.value)
+            c.add_req(Requirement(dist), f"import {top} ({name})", 4)
+        elif f.kind == "pip":
+            try:
+                c.add_req(src.parse_requirement(f.value, name), f"%pip ({name})", 4)
+            except SpecError as e:
+                notes.append(f"{name}: pip install argument skipped: {e.problem}")
+        elif f.kind == "pip-file":
+            path = nb.path.parent / f.value
+            if path.is_file():
+                for line in src.read_requirements_file(path, f"{f.value} via %pip ({name})"):
+                    c.add_req(src.parse_requirement(line, f.value), f"{f.value} via %pip ({name})", 4)
+            else:
+                notes.append(f"{name}: pip -r {f.value}: file not found, skipped")
+        elif f.kind == "apt":
+            if src.APT_NAME.match(f.value):
+                c.apt.setdefault(f.value, []).append(f"!apt-get ({name})")
+            else:
+                notes.append(f"{name}: apt-get argument '{f.value}' is not a package name, skipped")
