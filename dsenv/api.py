@@ -166,9 +166,9 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
 
     config = load_config()
     target, spec = _spec(path, config)
+    base, base_id = choose_base(spec, config)
     platform = lock_platform(_engine_arch(required=False))
     lk, state = _current_lock(target, spec, platform, as_of, upgrade)
-    base, base_id = choose_base(spec, config)
     tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
                       post_build=spec.post_build.encode() if spec.post_build else None,
                       bake=_bake_files(target) if bake else None)
