@@ -183,8 +183,9 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
 
 
 def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bake: bool = False,
-          upgrade: bool = False, on_event: Callable | None = None) -> BuildResult:
-    """Build the environment's image unless an image with its content tag exists; writes the lock file if it changed."""
+          upgrade: bool = False, no_cache: bool = False, on_event: Callable | None = None) -> BuildResult:
+    """Build the environment's image unless an image with its content tag exists; writes the lock file if it changed.
+    no_cache: build every layer again (the builder's layer cache is not used)."""
     from . import engine
 
     start = time.monotonic()
@@ -198,7 +199,7 @@ def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bak
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "org.opencontainers.image.source": str(p.target.path),
     }
-    new_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event)
+    new_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event, no_cache=no_cache)
     return BuildResult(p.build.tag, new_id, True, time.monotonic() - start, p, delta=p.build.delta_parent is not None)
 
 

@@ -142,12 +142,15 @@ class _Progress:
 @_upgrade
 @click.option("--full", is_flag=True, help="Build from the base, never incrementally over a previous image.")
 @click.option("--bake", is_flag=True, help="Copy the notebook folder into the image (for a self-contained image to push).")
+@click.option("--no-cache", is_flag=True, help="Do not reuse the builder's cached layers.")
 @click.option("--check", is_flag=True, help="After building, import every module the notebooks import inside the image.")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every line of build output.")
-def build(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, check: bool, as_json: bool, verbose: bool) -> None:
+def build(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, no_cache: bool, check: bool,
+          as_json: bool, verbose: bool) -> None:
     """Build the environment's image through the Docker daemon (nothing is built when it is up to date)."""
-    result = api.build(path, as_of=as_of, upgrade=upgrade, full=full, bake=bake, on_event=_Progress(as_json, verbose))
+    result = api.build(path, as_of=as_of, upgrade=upgrade, full=full, bake=bake, no_cache=no_cache,
+                       on_event=_Progress(as_json, verbose))
     failed: dict[str, str] = {}
     if check:
         failed = api.check_imports(result.tag, result.plan.spec.imports)

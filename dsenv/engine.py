@@ -154,14 +154,16 @@ def make_context(files: dict[str, bytes], dockerfile: str) -> bytes:
 
 
 def build(context: bytes, tag: str, labels: dict[str, str] | None = None, buildargs: dict[str, str] | None = None,
-          on_event: Callable[[BuildEvent], None] | None = None, dockerfile: str = "Dockerfile") -> str:
+          on_event: Callable[[BuildEvent], None] | None = None, dockerfile: str = "Dockerfile",
+          no_cache: bool = False) -> str:
     """Build a tar context with the classic builder, streaming progress; returns the image id. Tags only on success."""
     emit = on_event or (lambda e: None)
     tail: list[str] = []
     step_text, step, total, image_id = "the first step", 0, 0, ""
     with _translate(f"building {tag}"):
         stream = client().build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, labels=labels or None,
-                                buildargs=buildargs, rm=True, forcerm=True, pull=False, decode=True, dockerfile=dockerfile)
+                                buildargs=buildargs, rm=True, forcerm=True, pull=False, decode=True, dockerfile=dockerfile,
+                                nocache=no_cache)
         for event in _events(stream):
             if "error" in event or "errorDetail" in event:
                 reason = (event.get("errorDetail") or {}).get("message") or event.get("error", "")
