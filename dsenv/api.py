@@ -179,6 +179,8 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
             tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
                               post_build=spec.post_build.encode() if spec.post_build else None,
                               bake=_bake_files(target) if bake else None, parent=parent)
+    if not exists:
+        tag_plan.buildkit = engine.buildkit_cli() is not None
     return Plan(target, spec, lk, state, platform, base, base_id, tag_plan, exists, list(spec.notes))
 
 
@@ -194,12 +196,17 @@ def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bak
         write_lock_file(p.target.lock_path, p.lock.text)
     if p.image_exists:
         return BuildResult(p.build.tag, image_id(p.build.tag) or "", False, time.monotonic() - start, p)
-    context = engine.make_context(p.build.context, p.build.dockerfile)
     labels = {
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "org.opencontainers.image.source": str(p.target.path),
     }
-    new_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event, no_cache=no_cache)
+    cli = engine.buildkit_cli() if p.build.buildkit else None
+    if cli:
+        new_id = engine.build_with_buildkit(cli, p.build.context, p.build.dockerfile, p.build.tag, labels=labels,
+                                            on_event=on_event, no_cache=no_cache)
+    else:
+        context = engine.make_context(p.build.context, p.build.dockerfile)
+        new_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event, no_cache=no_cache)
     return BuildResult(p.build.tag, new_id, True, time.monotonic() - start, p, delta=p.build.delta_parent is not None)
 
 

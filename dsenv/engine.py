@@ -189,6 +189,108 @@ def build(context: bytes, tag: str, labels: dict[str, str] | None = None, builda
     return image_id
 
 
+_BUILDKIT_CLI: list[str | None] = []
+
+
+def buildkit_cli() -> str | None:
+    """A docker CLI that builds with BuildKit against this daemon (Debian's 20.10 CLI has it built in; newer ones need
+    the buildx plugin), or None: then builds use docker-py's classic builder. DSENV_BUILDER=classic|buildkit decides."""
+    if _BUILDKIT_CLI:
+        return _BUILDKIT_CLI[0]
+    choice = os.environ.get("DSENV_BUILDER", "auto")
+    found = None
+    if choice != "classic":
+        import shutil
+        import subprocess
+
+        for cli in dict.fromkeys(p for p in (shutil.which("docker"), "/usr/bin/docker") if p and os.path.exists(p)):
+            try:
+                version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True,
+                                         text=True, timeout=15).stdout.strip()
+                major = int(version.split(".")[0]) if version[:1].isdigit() else 0
+                if 18 <= major < 23 or subprocess.run([cli, "buildx", "version"], capture_output=True,
+                                                      timeout=15).returncode == 0:
+                    found = cli
+                    break
+            except (OSError, ValueError, subprocess.SubprocessError):
+                continue
+        if choice == "buildkit" and not found:
+            raise EngineError("DSENV_BUILDER=buildkit but no docker CLI with BuildKit was found",
+                              "install Debian's docker.io (or the buildx plugin), or unset DSENV_BUILDER")
+    _BUILDKIT_CLI.append(found)
+    return found
+
+
+def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag: str,
+                        labels: dict[str, str] | None = None, on_event: Callable[[BuildEvent], None] | None = None,
+                        no_cache: bool = False) -> str:
+    """Build with BuildKit through a docker CLI (cache mounts work there), streaming its plain progress as steps;
+    returns the image id. Tags only on success."""
+    import subprocess
+    import tempfile
+
+    emit = on_event or (lambda e: None)
+    with tempfile.TemporaryDirectory(prefix="dsenv-context-") as tmp:
+        for name, data in {**files, "Dockerfile": dockerfile.encode()}.items():
+            path = os.path.join(tmp, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+            os.chmod(path, 0o755 if name == "postBuild" else 0o644)
+        iid = os.path.join(tmp, ".iid")
+        cmd = [cli, "build", "--progress=plain", "--iidfile", iid, "-t", tag]
+        for key, value in sorted((labels or {}).items()):
+            cmd += ["--label", f"{key}={value}"]
+        if no_cache:
+            cmd.append("--no-cache")
+        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
+        try:
+            proc = subprocess.Popen(cmd + [tmp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=env, errors="replace")
+        except OSError as e:
+            raise EngineError(f"building {tag}: cannot run {cli} ({e})", "unset DSENV_BUILDER to use the classic builder") from e
+        steps: dict[str, tuple[int, int, str]] = {}
+        step_text, step, total, tail, other, errors = "the first step", 0, 0, [], [], []
+        assert proc.stdout is not None
+        try:
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                m = re.match(r"^#(\d+) \[(?:[\w-]+ )?(\d+)/(\d+)\] (.*)$", line)
+                if m:
+                    steps[m.group(1)] = (int(m.group(2)), int(m.group(3)), m.group(4))
+                    step, total, text = steps[m.group(1)]
+                    step_text = f"step {step}/{total} ({text[:80]})"
+                    emit(BuildEvent(step=step, total=total, line=f"Step {step}/{total} : {text}"))
+                    continue
+                m = re.match(r"^#(\d+) (?:[\d.]+ )?(.*)$", line)
+                if m and m.group(1) in steps:
+                    step, total, text = steps[m.group(1)]
+                    step_text = f"step {step}/{total} ({text[:80]})"
+                    if m.group(2).startswith("ERROR"):
+                        errors.append(m.group(2))
+                    elif not m.group(2).startswith(("DONE", "CACHED")):
+                        tail = (tail + [m.group(2)])[-20:]
+                elif line.startswith(("error:", "ERROR:", "failed to", "failed ")):
+                    errors.append(line)
+                elif line.strip() and not line.startswith(("#", "------", " > [", "executor failed")):
+                    other = (other + [line])[-20:]
+                emit(BuildEvent(step=step, total=total, line=line))
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if code != 0:
+            reason = errors[-1] if errors else (other[-1] if other else f"{os.path.basename(cli)} build exited with code {code}")
+            if "Cannot connect to the Docker daemon" in " ".join(other + errors):
+                raise DaemonUnavailable(f"building {tag}: cannot reach the Docker daemon")
+            raise BuildError(step_text, _short_reason(reason), tail or other)
+        with open(iid) as f:
+            image_id = f.read().strip()
+    emit(BuildEvent(step=total, total=total, image_id=image_id))
+    return image_id
+
+
 def _events(stream: Iterable[Any]) -> Iterator[dict]:
     for event in stream:
         if isinstance(event, dict):
@@ -196,7 +298,7 @@ def _events(stream: Iterable[Any]) -> Iterator[dict]:
 
 
 def _short_reason(reason: str) -> str:
-    m = re.search(r"returned a non-zero code: (\d+)", reason)
+    m = re.search(r"(?:returned a non-zero code|exit code): (\d+)", reason)
     return f"the command exited with code {m.group(1)}" if m else reason.strip().splitlines()[0][:200] if reason.strip() else "unknown error"
 
 

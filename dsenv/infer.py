@@ -191,13 +191,32 @@ def _split(text: str) -> list[str]:
         return text.split()
 
 
+def _shell_words(line: str) -> list[str]:
+    """Shell words with operators (; && || | & > <) split off as words of their own."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=";&|<>()")
+    lexer.whitespace_split = True
+    lexer.commenters = "#"
+    lexer.wordchars += "{}$=.,:/@[]~*+-"
+    try:
+        return list(lexer)
+    except ValueError:
+        return line.split()
+
+
 def _shell(command: str, index: int):
     """Installs named in a shell command line: pip/uv pip/python -m pip install, apt-get/apt install."""
     for line in command.replace("\\\n", " ").splitlines():
-        words = _split(line)
         segment: list[str] = []
-        for word in words + [";"]:
-            if word in {";", "&&", "||", "|", "&"}:
+        words = _shell_words(line) + [";"]
+        skip = False
+        for n, word in enumerate(words):
+            if skip:
+                skip = False
+            elif word and set(word) <= set("<>&") and set(word) & set("<>"):
+                skip = True  # a redirection: drop it, its target, and a file-descriptor number before it
+                if segment and segment[-1].isdigit():
+                    segment.pop()
+            elif word and set(word) <= set(";&|()"):
                 yield from _segment(segment, index)
                 segment = []
             else:

@@ -9,6 +9,8 @@ from typing import Any
 
 from .errors import NotebookError, UsageError
 
+SPEC_FILES = ("dsenv.toml", "binder", ".binder", "requirements.txt", "environment.yml", "environment.yaml",
+              "pyproject.toml", "apt.txt", "runtime.txt")
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", "node_modules", ".git", ".venv", "venv", "binder", ".binder"}
 
 
@@ -49,7 +51,8 @@ class Notebook:
 
 
 def find_target(path: str | Path) -> Target:
-    """Resolve a user's path (folder or .ipynb) into a Target; a missing path or a folder without notebooks is an error."""
+    """Resolve a user's path (folder or .ipynb) into a Target; a missing path, or a folder with neither notebooks nor
+    environment files, is an error."""
     p = Path(path).expanduser()
     if not p.exists():
         raise UsageError(f"{path}: no such file or folder", "give a notebook (.ipynb) or a folder of notebooks")
@@ -59,6 +62,9 @@ def find_target(path: str | Path) -> Target:
             raise UsageError(f"{path}: not a notebook (.ipynb)", "give a notebook or a folder of notebooks")
         return Target(path=p, folder=p.parent, notebooks=(p,), single=True)
     notebooks = tuple(sorted(_walk_notebooks(p)))
+    if not notebooks and not any((p / n).exists() for n in SPEC_FILES):
+        raise UsageError(f"{path}: no notebooks (.ipynb) and no environment files here",
+                         "give a folder with notebooks, or a notebook")
     return Target(path=p, folder=p, notebooks=notebooks, single=False)
 
 

@@ -29,11 +29,12 @@ class BuildPlan:
     template: str
     variables: dict = field(default_factory=dict)
     delta_parent: str | None = None
+    buildkit: bool = False
 
     @cached_property
     def dockerfile(self) -> str:
         """The Dockerfile text."""
-        return _environment().get_template(self.template).render(**self.variables)
+        return _environment().get_template(self.template).render(**self.variables, buildkit=self.buildkit)
 
 
 def templates_dir() -> Path:

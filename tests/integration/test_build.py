@@ -102,8 +102,8 @@ def test_layers_keep_no_caches_and_labels_no_ca_bundle(example):
     from dsenv import engine
 
     code, out = engine.run_once(result.tag, ["sh", "-c", (
-        "find / -xdev \\( -path /proc -o -path /sys -o -path /usr/share/python-wheels \\) -prune -o \\( -name '*.whl' -o -path '*/.cache/pip'"
-        " -o -path '*/.cache/uv' -o -path '/var/cache/apt/archives/*.deb' -o -path '/var/lib/apt/lists/*_Packages*'"
+        "find / -xdev \\( -path /proc -o -path /sys -o -path /usr/share/python-wheels \\) -prune -o \\( -name '*.whl' -o -path '*/.cache/pip/*'"
+        " -o -path '*/.cache/uv/*' -o -path '/var/cache/apt/archives/*.deb' -o -path '/var/lib/apt/lists/*_Packages*'"
         " -o -path '/tmp/*' \\) -print; echo END")])
     assert code == 0 and out.strip() == "END", out
 

@@ -125,3 +125,15 @@ def test_cell_cache_persists_under_xdg_cache_home(_isolated):
         infer_cells(["import numpy"], cache)
     path = _isolated / "cache" / "dsenv" / f"cells-v{CACHE_VERSION}.json"
     assert list(json.loads(path.read_text()).values()) == [[["import", "numpy", False]]]
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("!pip install numpy; pip install pandas", [("pip", "numpy"), ("pip", "pandas")]),
+    ("!pip install numpy&&echo ok", [("pip", "numpy")]),
+    ("!pip install rich > /dev/null", [("pip", "rich")]),
+    ('!pip install "pandas>=2" 2>&1 | tail -1', [("pip", "pandas>=2")]),
+    ("!apt-get install -y graphviz; echo done", [("apt", "graphviz")]),
+    ("!apt-get update && apt-get install -y graphviz >/dev/null", [("apt", "graphviz")]),
+])
+def test_shell_operators_and_redirections_are_not_packages(source, expected):
+    assert found(source) == sorted(expected)

@@ -122,3 +122,11 @@ def test_non_notebook_file_is_a_usage_error(tmp_path):
         find_target(path)
     assert "requirements.txt" in str(info.value)
     assert ".ipynb" in str(info.value)
+
+
+def test_folder_without_notebooks_or_environment_files_is_a_usage_error(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(UsageError, match="no notebooks"):
+        find_target(tmp_path)
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    assert find_target(tmp_path).notebooks == ()

@@ -70,8 +70,8 @@ def test_layer_order():
     from_ = index_of(lines, r"^FROM ")
     uv = index_of(lines, r"^RUN .*python3 |^ && .*pip install .*uv==")
     apt = index_of(lines, r"^RUN apt-get update")
-    env = index_of(lines, r"^RUN uv pip install .*environment\.txt")
-    runtime = index_of(lines, r"^RUN uv pip install .*runtime\.txt")
+    env = index_of(lines, r"pip install .*-r /opt/dsenv/environment\.txt")
+    runtime = index_of(lines, r"pip install .*-r /opt/dsenv/runtime\.txt")
     post = index_of(lines, r"^RUN .*postBuild")
     assert from_ < uv < apt < env < runtime < post
     assert index_of(lines, r"^COPY environment\.txt") < env
@@ -116,7 +116,7 @@ def test_notebooks_not_copied_unless_bake():
     assert baked.context["work/data/x.csv"] == b"1,2\n"
     assert baked.tag != plain.tag
     lines = baked.dockerfile.splitlines()
-    assert index_of(lines, r"^COPY work/") > index_of(lines, r"^RUN uv pip install .*runtime\.txt")
+    assert index_of(lines, r"^COPY work/") > index_of(lines, r"pip install .*-r /opt/dsenv/runtime\.txt")
 
 
 def test_ca_bundle_in_context_never_in_labels():
@@ -160,7 +160,8 @@ def test_delta_over_compatible_parent(depth):
     assert plan.template == "Dockerfile.delta.j2"
     assert plan.delta_parent == "dsenv/demo:0123456789ab"
     assert plan.tag == full.tag
-    assert f"FROM {PARENT_ID}" in plan.dockerfile
+    froms = [line for line in plan.dockerfile.splitlines() if line.startswith("FROM ")]
+    assert froms in (["FROM " + PARENT_ID], ["FROM dsenv/demo:0123456789ab"])  # the parent, by id or by tag
     assert "uv pip sync" in plan.dockerfile
     assert "apt-get" not in plan.dockerfile
     assert plan.labels["io.dsenv.delta-depth"] == str(int(depth) + 1)
@@ -221,3 +222,28 @@ def test_repository_name(name, repo):
 
 def test_tag_uses_sanitised_name():
     assert do_render(name="My Notebooks!").tag.startswith("dsenv/my-notebooks:")
+
+
+@pytest.mark.parametrize("buildkit", [False, True])
+def test_buildkit_and_classic_dockerfiles_keep_caches_out_of_layers(buildkit):
+    plan = do_render(post_build=b"echo hi\n")
+    plan.buildkit = buildkit
+    text = plan.dockerfile
+    assert "UV_NO_CACHE=1" in text and "--no-cache-dir" in text
+    assert text.count("--require-hashes") == 2
+    assert not re.search(r"^#\s*syntax\s*=", text, re.M | re.I)
+    # a uv cache is only ever enabled inside a BuildKit cache mount, which is not part of the layer
+    runs = re.split(r"\n(?=[A-Z]+ )", text)
+    for instruction in runs:
+        if "UV_NO_CACHE=0" in instruction:
+            assert instruction.startswith("RUN --mount=type=cache,")
+    assert ("--mount=type=cache" in text) is buildkit
+
+
+@pytest.mark.parametrize("buildkit", [False, True])
+def test_delta_syncs_in_both_builders(buildkit):
+    plan = _delta_plan(0)
+    plan.buildkit = buildkit
+    assert plan.template == "Dockerfile.delta.j2"
+    assert "uv pip sync" in plan.dockerfile
+    assert ("--mount=type=cache" in plan.dockerfile) is buildkit

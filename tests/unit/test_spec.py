@@ -159,6 +159,15 @@ def test_python_precedence(tmp_path, write_notebook, meta, toml, runtime, env, p
     assert (spec.python, spec.python_source) == (python, source)
 
 
+def test_runtime_txt_and_environment_yml_agreeing(tmp_path, write_notebook):
+    _python_sources(tmp_path, write_notebook, meta=False, toml=False, runtime=True, env=True)
+    (tmp_path / "runtime.txt").write_text("python-3.12\n")
+    (tmp_path / "environment.yml").write_text("dependencies:\n  - python=3.12\n  - pytorch\n")
+    spec = spec_of(tmp_path)
+    assert spec.python == "3.12"
+    assert reqs(spec) == {"torch": "torch"}
+
+
 def test_default_python_argument_used_when_nothing_declares_one(tmp_path, write_notebook):
     write_notebook(tmp_path, ["x = 1"])
     spec = build_spec(find_target(tmp_path), default_python="3.12")
