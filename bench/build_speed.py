@@ -4,7 +4,8 @@
     python bench/build_speed.py [--folder notebooks] [--base IMAGE]
 
 Scenarios, each timed as the wall time of the command a user types:
-  cold       no image, no builder cache, no lock, empty uv cache  | docker build --no-cache
+  cold       no image, no builder cache, no lock, empty uv caches | docker build --no-cache
+  first      the same, but uv's caches are warm (a new env on a machine that built others) | (= cold)
   edit       a notebook's markdown and code edited (imports same) | docker build (COPY . . invalidates pip install)
   unchanged  nothing changed                                      | docker build (every layer from cache)
   add        one package added to requirements.txt                | docker build (pip installs everything again)
@@ -66,13 +67,19 @@ def remove_images(ref_prefix: str) -> None:
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
-def bench_dsenv(folder: Path, uv_cache: Path) -> dict:
+def bench_dsenv(folder: Path, uv_cache: Path, cli: str | None) -> dict:
     dsenv = [sys.executable, "-m", "dsenv.cli", "build"]
     env = {"UV_CACHE_DIR": str(uv_cache)}
     (folder / "dsenv.lock").unlink(missing_ok=True)
     r: dict = {}
+    if cli:  # empty BuildKit's uv cache mount too: truly cold
+        subprocess.run([cli, "builder", "prune", "-f", "--filter", "type=exec.cachemount"], capture_output=True,
+                       env={**os.environ, "DOCKER_BUILDKIT": "1"})
     r["cold"], tag = run(dsenv + [str(folder), "--no-cache"], env)
     r["size_cold"] = size(tag)
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    (folder / "dsenv.lock").unlink(missing_ok=True)
+    r["first"], tag = run(dsenv + [str(folder), "--no-cache"], env)
     edit_notebook(folder, 1)
     r["edit"], tag2 = run(dsenv + [str(folder)], env)
     assert tag2 == tag, "a notebook edit changed the dsenv tag"
@@ -84,14 +91,14 @@ def bench_dsenv(folder: Path, uv_cache: Path) -> dict:
     return r
 
 
-def bench_handwritten(folder: Path, base: str, imports: list[str]) -> dict:
+def bench_handwritten(folder: Path, base: str, imports: list[str], cli: str, buildkit: bool) -> dict:
     (folder / "requirements.txt").write_text("\n".join(imports + ["jupyterlab", "ipykernel", "papermill"]) + "\n")
     (folder / "Dockerfile").write_text(HANDWRITTEN.format(base=base))
     bundle = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
     shutil.copy(bundle, folder / "ca.crt")
     tag = f"bench-handwritten-{uuid.uuid4().hex[:6]}:latest"
-    docker = ["docker", "build", "-q", "-t", tag, "."]
-    env = {"DOCKER_BUILDKIT": "0"}
+    docker = [cli, "build", "-q", "-t", tag, "."]
+    env = {"DOCKER_BUILDKIT": "1" if buildkit else "0"}
     r: dict = {}
     r["cold"], _ = run(docker[:2] + ["--no-cache"] + docker[2:], env, folder)
     r["size_cold"] = size(tag)
@@ -118,34 +125,46 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dsenv-bench-"))
     name = f"bench-{uuid.uuid4().hex[:6]}"
     src = Path(args.folder)
-    ours, theirs = work / name, work / "handwritten"
-    for dst in (ours, theirs):
+    ours, theirs, theirs_bk = work / name, work / "handwritten", work / "handwritten-bk"
+    for dst in (ours, theirs, theirs_bk):
         shutil.copytree(src, dst, ignore=shutil.ignore_patterns("dsenv.lock", "*.dsenv.lock", ".ipynb_checkpoints"))
     spec_plan = api.plan(ours)
     base = args.base or spec_plan.base
     imports = [r.requirement for r in spec_plan.spec.requirements]
     (ours / "dsenv.lock").unlink(missing_ok=True)
     try:
-        d = bench_dsenv(ours, work / "uv-cache")
-        h = bench_handwritten(theirs, base, imports)
+        from dsenv import engine
+
+        cli = engine.buildkit_cli()
+        d = bench_dsenv(ours, work / "uv-cache", cli)
+        h = bench_handwritten(theirs, base, imports, cli or "docker", buildkit=False)
+        hb = bench_handwritten(theirs_bk, base, imports, cli, buildkit=True) if cli else None
     finally:
         if not args.keep:
             remove_images(f"dsenv/{name}")
-            for t in locals().get("h", {}).get("tags", []):
-                subprocess.run(["docker", "rmi", "-f", t], capture_output=True)
+            for key in ("h", "hb"):
+                for t in (locals().get(key) or {}).get("tags", []):
+                    subprocess.run(["docker", "rmi", "-f", t], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    rows = [("cold build", "cold"), ("rebuild after a notebook edit", "edit"), ("rebuild, nothing changed", "unchanged"),
+    rows = [("cold build (no image, no layer cache, empty uv caches)", "cold"),
+            ("first build of this environment (no image, no layer cache; uv caches warm from the cold build)", "first"),
+            ("rebuild after a notebook edit", "edit"), ("rebuild, nothing changed", "unchanged"),
             (f"rebuild after adding one package ({ADDED})", "add")]
     print(f"\nBase image: {base}; packages: {', '.join(imports)} + jupyterlab, ipykernel, papermill\n")
-    print("| scenario | dsenv (s) | hand-written Dockerfile (s) | dsenv / hand-written |")
-    print("|---|---:|---:|---:|")
+    builder = "BuildKit" if cli else "classic builder"
+    bk = hb or {k: float("nan") for k in ("cold", "edit", "unchanged", "add", "size_cold", "size_add")}
+    h["first"], bk["first"] = h["cold"], bk["cold"]  # pip keeps no useful cache here: its first build is a cold one
+    print(f"dsenv built with: {builder}\n")
+    print("| scenario | dsenv (s) | hand-written, classic builder (s) | ratio | hand-written, BuildKit (s) | ratio |")
+    print("|---|---:|---:|---:|---:|---:|")
     for label, key in rows:
-        print(f"| {label} | {d[key]:.2f} | {h[key]:.2f} | {d[key] / h[key]:.2f}x |")
-    print(f"| image size after cold build | {d['size_cold'] / 1e6:.0f} MB | {h['size_cold'] / 1e6:.0f} MB | {d['size_cold'] / h['size_cold']:.2f}x |")
-    print(f"| image size after adding {ADDED} | {d['size_add'] / 1e6:.0f} MB | {h['size_add'] / 1e6:.0f} MB | {d['size_add'] / h['size_add']:.2f}x |")
+        print(f"| {label} | {d[key]:.2f} | {h[key]:.2f} | {d[key] / h[key]:.2f}x | {bk[key]:.2f} | {d[key] / bk[key]:.2f}x |")
+    for label, key in ((f"image size after cold build (MB)", "size_cold"), (f"image size after adding {ADDED} (MB)", "size_add")):
+        print(f"| {label} | {d[key] / 1e6:.0f} | {h[key] / 1e6:.0f} | {d[key] / h[key]:.2f}x | {bk[key] / 1e6:.0f} | {d[key] / bk[key]:.2f}x |")
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "build_speed.json").write_text(json.dumps({"base": base, "dsenv": d, "handwritten": h}, indent=2))
+    (out / "build_speed.json").write_text(json.dumps({"base": base, "builder": builder, "dsenv": d,
+                                                      "handwritten_classic": h, "handwritten_buildkit": hb}, indent=2))
 
 
 if __name__ == "__main__":
