@@ -48,17 +48,24 @@ _as_of = click.option("--as-of", metavar="DATE", help="Resolve with packages pub
 _upgrade = click.option("--upgrade", is_flag=True, help="Resolve again even if the lock is current.")
 
 
+def _image_options(full_help: str, bake_help: str):
+    """The options plan and build share: path, --as-of, --upgrade, --full, --bake."""
+    def decorate(f):
+        for option in reversed((_path, _as_of, _upgrade, click.option("--full", is_flag=True, help=full_help),
+                                click.option("--bake", is_flag=True, help=bake_help))):
+            f = option(f)
+        return f
+    return decorate
+
+
 def _origin(sources: tuple[str, ...]) -> str:
     shown = list(sources[:3])
     return "; ".join(shown) + (f"; +{len(sources) - 3} more" if len(sources) > 3 else "")
 
 
 @main.command()
-@_path
-@_as_of
-@_upgrade
-@click.option("--full", is_flag=True, help="Show the full Dockerfile even where an incremental build applies.")
-@click.option("--bake", is_flag=True, help="Plan an image with the notebooks copied in.")
+@_image_options("Show the full Dockerfile even where an incremental build applies.",
+                "Plan an image with the notebooks copied in.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, as_json: bool) -> None:
     """Show requirements and where each came from, the lock, the Dockerfile and the image tag, without building."""
@@ -137,11 +144,8 @@ class _Progress:
 
 
 @main.command()
-@_path
-@_as_of
-@_upgrade
-@click.option("--full", is_flag=True, help="Build from the base, never incrementally over a previous image.")
-@click.option("--bake", is_flag=True, help="Copy the notebook folder into the image (for a self-contained image to push).")
+@_image_options("Build from the base, never incrementally over a previous image.",
+                "Copy the notebook folder into the image (for a self-contained image to push).")
 @click.option("--no-cache", is_flag=True, help="Do not reuse the builder's cached layers.")
 @click.option("--check", is_flag=True, help="After building, import every module the notebooks import inside the image.")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")

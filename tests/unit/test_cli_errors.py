@@ -20,6 +20,17 @@ def error_lines(result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
+def one_error_line(result, code: int) -> str:
+    """The run exited with `code` and printed exactly one 'dsenv: error: ... (hint: ...)' line, no traceback."""
+    assert result.exit_code == code, result.output
+    lines = error_lines(result)
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("dsenv: error:")
+    assert "(hint: " in lines[0]
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
 @pytest.fixture
 def runner():
     return CliRunner()
@@ -27,13 +38,7 @@ def runner():
 
 def test_plan_missing_path_exits_2_with_one_line(runner, tmp_path):
     result = runner.invoke(main, ["plan", str(tmp_path / "nonexistent")])
-    assert result.exit_code == 2
-    lines = error_lines(result)
-    assert len(lines) == 1
-    assert lines[0].startswith("dsenv: error:")
-    assert "nonexistent" in lines[0]
-    assert "(hint: " in lines[0]
-    assert "Traceback" not in result.output
+    assert "nonexistent" in one_error_line(result, 2)
 
 
 def test_plan_non_notebook_file_exits_2(runner, tmp_path):
@@ -45,24 +50,16 @@ def test_plan_non_notebook_file_exits_2(runner, tmp_path):
 
 def test_plan_invalid_notebook_json_exits_3_naming_the_file(runner, tmp_path):
     (tmp_path / "broken.ipynb").write_text('{"cells": [,]}')
-    result = runner.invoke(main, ["plan", str(tmp_path)])
-    assert result.exit_code == 3
-    lines = error_lines(result)
-    assert len(lines) == 1
-    assert lines[0].startswith("dsenv: error:")
-    assert "broken.ipynb" in lines[0]
-    assert "line 1 column" in lines[0]
-    assert "Traceback" not in result.output
+    line = one_error_line(runner.invoke(main, ["plan", str(tmp_path)]), 3)
+    assert "broken.ipynb" in line
+    assert "line 1 column" in line
 
 
 def test_plan_invalid_requirements_exits_4(runner, tmp_path, write_notebook):
     write_notebook(tmp_path, ["x = 1"])
     (tmp_path / "requirements.txt").write_text("-e .\n")
-    result = runner.invoke(main, ["plan", str(tmp_path)])
-    assert result.exit_code == 4
-    lines = error_lines(result)
-    assert len(lines) == 1
-    assert lines[0].startswith("dsenv: error: requirements.txt:")
+    line = one_error_line(runner.invoke(main, ["plan", str(tmp_path)]), 4)
+    assert line.startswith("dsenv: error: requirements.txt:")
 
 
 def test_lock_conflicting_pins_exits_4_naming_both_sources(runner, tmp_path, write_notebook):
@@ -76,14 +73,7 @@ def test_lock_conflicting_pins_exits_4_naming_both_sources(runner, tmp_path, wri
 
 def test_images_without_daemon_exits_6_with_hint(runner, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", NO_DAEMON)
-    result = runner.invoke(main, ["images"])
-    assert result.exit_code == 6
-    lines = error_lines(result)
-    assert len(lines) == 1
-    assert lines[0].startswith("dsenv: error:")
-    assert "Docker daemon" in lines[0]
-    assert "(hint: " in lines[0]
-    assert "Traceback" not in result.output
+    assert "Docker daemon" in one_error_line(runner.invoke(main, ["images"]), 6)
 
 
 def test_images_debug_raises_the_error(runner, monkeypatch):
