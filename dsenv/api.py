@@ -210,6 +210,27 @@ def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bak
     return BuildResult(p.build.tag, new_id, True, time.monotonic() - start, p, delta=p.build.delta_parent is not None)
 
 
+def export(path: str | Path, dest: str | Path, *, buildkit: bool = False, as_of: str | None = None) -> tuple[Path, str]:
+    """Write the full Dockerfile and its build context to a new folder, so any CI can `docker build` the same image
+    (buildkit=True writes the variant with uv cache mounts, which needs DOCKER_BUILDKIT=1). Returns (folder, tag)."""
+    from .errors import UsageError
+
+    out = Path(dest)
+    if out.exists() and any(out.iterdir()):
+        raise UsageError(f"{dest} exists and is not empty", "give a new folder; dsenv does not overwrite files")
+    p = plan(path, as_of=as_of, full=True)
+    p.build.buildkit = buildkit
+    out.mkdir(parents=True, exist_ok=True)
+    for name, data in {**p.build.context, "Dockerfile": p.build.dockerfile.encode()}.items():
+        target = out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        if name == "postBuild":
+            target.chmod(0o755)
+    (out / "dsenv.lock").write_text(p.lock.text)
+    return out, p.build.tag
+
+
 def check_imports(tag: str, modules: list[str] | tuple[str, ...]) -> dict[str, str]:
     """Import each module inside the image; returns {module: error} for those that fail (empty: all import)."""
     from . import engine

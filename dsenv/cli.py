@@ -181,6 +181,18 @@ def build(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, 
 
 
 @main.command()
+@_path
+@click.argument("dest", type=click.Path(path_type=Path))
+@_as_of
+@click.option("--buildkit", is_flag=True, help="Write the BuildKit variant (uv cache mounts; needs DOCKER_BUILDKIT=1).")
+def export(path: Path, dest: Path, as_of: str | None, buildkit: bool) -> None:
+    """Write the Dockerfile and its build context to DEST, for `docker build DEST` anywhere."""
+    out, tag = api.export(path, dest, buildkit=buildkit, as_of=as_of)
+    click.echo(f"wrote {out}: build it with 'docker build -t {tag} {out}'", err=True)
+    click.echo(str(out))
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def images(as_json: bool) -> None:
     """The images dsenv built: tag, spec hash, size, created."""

@@ -114,3 +114,20 @@ def test_dsenv_images_lists_the_build(example):
     assert cli.returncode == 0, cli.stderr
     tags = {t for i in json.loads(cli.stdout) for t in i["tags"]}
     assert result.tag in tags
+
+
+def test_exported_dockerfile_builds_the_same_environment_with_plain_docker_build(example, workdir):
+    folder, result = example
+    out = workdir / f"export-{folder.name}"
+    cli = dsenv("export", str(folder), str(out))
+    assert cli.returncode == 0, cli.stderr
+    assert (out / "Dockerfile").is_file() and (out / "environment.txt").is_file()
+    again = dsenv("export", str(folder), str(out))
+    assert again.returncode == 2 and "not empty" in again.stderr
+    client = docker.from_env()
+    tag = f"dsenv-export-test-{folder.name}:latest"
+    client.images.build(path=str(out), tag=tag, rm=True, forcerm=True)  # the classic builder, as any CI has
+    try:
+        assert installed(tag) == locked(folder) == installed(result.tag)
+    finally:
+        client.images.remove(tag, force=True)
