@@ -1,34 +1,17 @@
-"""The engine layer: the only module that speaks to Docker (docker-py). Every Docker failure becomes a DsenvError here."""
+"""Building images: docker-py's classic builder, or BuildKit through a docker CLI where one has it."""
 from __future__ import annotations
 
-import http.client
 import io
-import json
 import os
 import re
-import socket
 import tarfile
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import BaseImageMissing, BuildError, DaemonPermissionDenied, DaemonUnavailable, EngineError
-
-MANAGED_LABEL = "io.dsenv.spec.sha256"
-_clients: dict[str, Any] = {}
-
-
-@dataclass(frozen=True)
-class ImageInfo:
-    """What dsenv shows of an image: id, tags, labels, size, created."""
-
-    id: str
-    tags: tuple[str, ...]
-    labels: dict[str, str]
-    size: int
-    created: str
-
+from ..errors import BuildError, DaemonUnavailable, EngineError
+from .connection import _translate, client
+from .images import image_info
 
 @dataclass(frozen=True)
 class BuildEvent:
@@ -38,106 +21,6 @@ class BuildEvent:
     total: int = 0
     line: str = ""
     image_id: str = ""
-
-
-@contextmanager
-def _translate(action: str) -> Iterator[None]:
-    """Map docker-py / HTTP failures to DsenvErrors (the one place that does so)."""
-    import docker.errors
-    import requests.exceptions
-
-    try:
-        yield
-    except docker.errors.ImageNotFound as e:
-        raise EngineError(f"{action}: image not found ({e.explanation})", "check the image name with 'dsenv images'") from e
-    except docker.errors.APIError as e:
-        raise EngineError(f"{action}: the Docker daemon answered {e.status_code}: {e.explanation}",
-                          "see the daemon's log for details") from e
-    except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as e:
-        raise DaemonUnavailable(f"{action}: cannot reach the Docker daemon ({_short(e)})") from e
-    except PermissionError as e:
-        raise DaemonPermissionDenied(f"{action}: permission denied on the Docker socket") from e
-    except docker.errors.DockerException as e:
-        text = _short(e)
-        if "Permission denied" in text:
-            raise DaemonPermissionDenied(f"{action}: permission denied on the Docker socket") from e
-        raise DaemonUnavailable(f"{action}: cannot reach the Docker daemon ({text})") from e
-
-
-def _short(e: BaseException) -> str:
-    text = str(e)
-    m = re.search(r"(\[Errno[^\]]*\][^')\"]*|No such file or directory|Connection refused|Permission denied)", text)
-    return (m.group(1) if m else text.splitlines()[0] if text else type(e).__name__)[:160]
-
-
-def client() -> Any:
-    """A low-level docker-py client (docker.APIClient) for DOCKER_HOST or the default socket, checked with a ping."""
-    import docker
-
-    key = os.environ.get("DOCKER_HOST", "")
-    if key not in _clients:
-        with _translate("connecting"):
-            c = docker.APIClient(**docker.utils.kwargs_from_env(), version="auto", timeout=600)
-            c.ping()
-        _clients[key] = c
-    return _clients[key]
-
-
-def server_info() -> dict[str, Any]:
-    """The daemon's version and architecture."""
-    with _translate("reading the daemon's version"):
-        v = client().version()
-    return {"version": v.get("Version", "?"), "api": v.get("ApiVersion", "?"), "arch": v.get("Arch", "amd64")}
-
-
-def image_info(ref: str) -> ImageInfo | None:
-    """The image a tag or id names, or None when there is no such image."""
-    import docker.errors
-
-    with _translate(f"inspecting {ref}"):
-        try:
-            d = client().inspect_image(ref)
-        except docker.errors.ImageNotFound:
-            return None
-    return _info(d)
-
-
-def _info(d: dict) -> ImageInfo:
-    labels = (d.get("Config") or {}).get("Labels") or d.get("Labels") or {}
-    created = d.get("Created", "")
-    if isinstance(created, int):
-        import datetime
-
-        created = datetime.datetime.fromtimestamp(created, datetime.timezone.utc).isoformat(timespec="seconds")
-    return ImageInfo(d["Id"], tuple(d.get("RepoTags") or ()), dict(labels), int(d.get("Size", 0)), str(created))
-
-
-def list_images(label: str = MANAGED_LABEL, filters: dict[str, str] | None = None) -> list[ImageInfo]:
-    """Images carrying a label (by default: every image dsenv built), newest first."""
-    wanted = [label] + [f"{k}={v}" for k, v in (filters or {}).items()]
-    with _translate("listing images"):
-        found = client().images(filters={"label": wanted})
-    infos = [_info(d) for d in found]
-    return sorted(infos, key=lambda i: i.created, reverse=True)
-
-
-def ensure_base(ref: str) -> ImageInfo:
-    """The base image, pulled when absent; BaseImageMissing when it cannot be had."""
-    info = image_info(ref)
-    if info:
-        return info
-    repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-    try:
-        with _translate(f"pulling {ref}"):
-            client().pull(repo, tag=tag or "latest")
-    except EngineError as e:
-        if isinstance(e, (DaemonUnavailable, DaemonPermissionDenied)):
-            raise
-        raise BaseImageMissing(f"base image {ref} is not here and cannot be pulled ({e.message.split(': ', 2)[-1][:120]})") from e
-    info = image_info(ref)
-    if not info:
-        raise BaseImageMissing(f"base image {ref} could not be pulled")
-    return info
 
 
 def make_context(files: dict[str, bytes], dockerfile: str) -> bytes:
@@ -300,92 +183,3 @@ def _events(stream: Iterable[Any]) -> Iterator[dict]:
 def _short_reason(reason: str) -> str:
     m = re.search(r"(?:returned a non-zero code|exit code): (\d+)", reason)
     return f"the command exited with code {m.group(1)}" if m else reason.strip().splitlines()[0][:200] if reason.strip() else "unknown error"
-
-
-def import_rootfs(tar_stream: Any, repository: str, tag: str) -> str:
-    """`docker import` of a root filesystem tar stream; returns the image id."""
-    with _translate(f"importing {repository}:{tag}"):
-        out = client().import_image_from_data(tar_stream, repository=repository, tag=tag)
-    info = image_info(f"{repository}:{tag}")
-    if not info:
-        raise EngineError(f"importing {repository}:{tag} failed: {str(out)[:200]}", "see the daemon's log")
-    return info.id
-
-
-def run_once(image: str, command: list[str], timeout: int = 600) -> tuple[int, str]:
-    """Run a command in a fresh container of an image, wait, return (exit code, output); the container is removed."""
-    c = client()
-    with _translate(f"running a check in {image}"):
-        container = c.create_container(image, command=command, host_config=c.create_host_config(network_mode="none"),
-                                       environment={"NVIDIA_VISIBLE_DEVICES": "void"}, labels={"io.dsenv.managed": "1"})
-        try:
-            c.start(container)
-            code = c.wait(container, timeout=timeout).get("StatusCode", 1)
-            output = c.logs(container).decode("utf-8", "replace")
-        finally:
-            c.remove_container(container, force=True)
-    return int(code), output
-
-
-def remove_image(ref: str) -> None:
-    """Remove an image by tag or id (its other tags and children keep their layers)."""
-    import docker.errors
-
-    with _translate(f"removing {ref}"):
-        try:
-            client().remove_image(ref, noprune=False)
-        except docker.errors.ImageNotFound:
-            return
-
-
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        sock.connect(self._path)
-        self.sock = sock
-
-
-def _quick_get(path: str) -> tuple[int, bytes]:
-    """GET a daemon API path over the local unix socket with the standard library only (no docker-py import: the
-    'nothing changed' path stays fast). Raises LookupError where this does not apply (non-unix DOCKER_HOST, TLS, no
-    socket); callers then go through docker-py."""
-    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if not host.startswith("unix://") or os.environ.get("DOCKER_TLS_VERIFY"):
-        raise LookupError("the quick path needs a local unix socket")
-    conn = _UnixHTTPConnection(host[len("unix://"):], timeout=10)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    except OSError as e:
-        raise LookupError(str(e)) from e
-    finally:
-        conn.close()
-
-
-def quick_image_id(ref: str) -> str | None:
-    """The id of a local image (None when absent) through the quick path; LookupError where it does not apply."""
-    from urllib.parse import quote
-
-    status, body = _quick_get(f"/images/{quote(ref, safe='/:@')}/json")
-    if status == 404:
-        return None
-    if status != 200:
-        raise LookupError(f"daemon answered {status}")
-    return json.loads(body)["Id"]
-
-
-def architecture() -> str:
-    """The daemon's CPU architecture (amd64, arm64, ...)."""
-    try:
-        status, body = _quick_get("/version")
-        if status == 200:
-            return json.loads(body).get("Arch", "amd64")
-    except (LookupError, ValueError):
-        pass
-    return server_info()["arch"]

@@ -1,0 +1,13 @@
+"""The engine layer: the only package that speaks to Docker (docker-py, or a docker CLI for BuildKit builds)."""
+from __future__ import annotations
+
+from .building import BuildEvent, build, build_with_buildkit, buildkit_cli, make_context
+from .connection import architecture, client, quick_image_id, server_info
+from .containers import run_once
+from .images import MANAGED_LABEL, ImageInfo, ensure_base, image_info, import_rootfs, list_images, remove_image
+
+__all__ = [
+    "BuildEvent", "ImageInfo", "MANAGED_LABEL", "architecture", "build", "build_with_buildkit", "buildkit_cli", "client",
+    "ensure_base", "image_info", "import_rootfs", "list_images", "make_context", "quick_image_id", "remove_image",
+    "run_once", "server_info",
+]
