@@ -118,3 +118,46 @@ class BootstrapError(DsenvError):
     """Making the local Debian base image failed."""
 
     exit_code = 7
+
+
+class RunError(EngineError):
+    """A container could not be started or did not come up (Jupyter not answering, bad mount, bad option)."""
+
+
+class PortInUse(RunError):
+    """A host port the user asked for is taken."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(f"port {port} on 127.0.0.1 is already in use", "choose another port with -p, or omit it to get a free one")
+        self.port = port
+
+
+class NameInUse(RunError):
+    """A container name the user asked for is taken."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"a container named {name} already exists",
+                         f"choose another --name, or remove it with 'dsenv rm {name}'")
+        self.name = name
+
+
+class GpuUnavailable(RunError):
+    """GPUs were asked for but the engine cannot give any (no NVIDIA runtime, no GPU)."""
+
+    hint = "run without --gpus, or install the NVIDIA container toolkit on the Docker host"
+
+
+class ContainerNotFound(EngineError):
+    """No dsenv container has that name or id."""
+
+    hint = "list containers with 'dsenv ps'"
+
+
+class ImageTagExists(EngineError):
+    """Committing or tagging would overwrite an existing image tag."""
+
+    hint = "choose another tag, or pass --force to move the tag (the old image keeps its id)"
+
+
+class RegistryError(EngineError):
+    """A registry refused or could not be reached during push or pull."""

@@ -4,7 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BaseImageMissing, DaemonPermissionDenied, DaemonUnavailable, EngineError
+from collections.abc import Callable
+
+from ..errors import BaseImageMissing, DaemonPermissionDenied, DaemonUnavailable, EngineError, RegistryError
 from .connection import _translate, client
 
 MANAGED_LABEL = "io.dsenv.spec.sha256"
@@ -90,3 +92,84 @@ def remove_image(ref: str) -> None:
             client().remove_image(ref, noprune=False)
         except docker.errors.ImageNotFound:
             return
+
+
+
+def commit(container: str, repository: str, tag: str, message: str, author: str, labels: dict[str, str]) -> str:
+    """Snapshot a container (running or not) into repository:tag with extra labels; returns the image id."""
+    with _translate(f"committing {container}"):
+        out = client().commit(container, repository=repository, tag=tag, message=message, author=author,
+                              conf={"Labels": labels})
+    return out["Id"]
+
+
+def tag_image(ref: str, repository: str, tag: str) -> None:
+    """Give an image another name."""
+    with _translate(f"tagging {ref}"):
+        client().tag(ref, repository, tag)
+
+
+def _registry_events(stream, action: str, on_progress: Callable[[dict], None] | None) -> dict:
+    final: dict = {}
+    for event in stream:
+        if not isinstance(event, dict):
+            continue
+        if "error" in event or "errorDetail" in event:
+            text = (event.get("errorDetail") or {}).get("message") or event.get("error", "")
+            raise _registry_error(action, text)
+        if isinstance(event.get("aux"), dict):
+            final.update(event["aux"])
+        status = event.get("status", "")
+        if status.startswith("Digest: "):
+            final["Digest"] = status.split()[1]
+        if on_progress:
+            on_progress(event)
+    return final
+
+
+def _registry_error(action: str, text: str) -> RegistryError:
+    low = text.lower()
+    if "unauthorized" in low or "authentication required" in low or "denied" in low:
+        return RegistryError(f"{action}: the registry refused the credentials ({text.strip()[:160]})",
+                             "log in with 'docker login REGISTRY' (dsenv uses Docker's credentials)")
+    if "connection refused" in low or "no such host" in low or "dial tcp" in low or "timeout" in low:
+        return RegistryError(f"{action}: cannot reach the registry ({text.strip()[:160]})",
+                             "check the registry address and that it is running")
+    if "not found" in low or "manifest unknown" in low:
+        return RegistryError(f"{action}: no such image in the registry ({text.strip()[:160]})",
+                             "check the repository and tag")
+    return RegistryError(f"{action} failed: {text.strip()[:200]}", "see the registry's log")
+
+
+def push(repository: str, tag: str, on_progress: Callable[[dict], None] | None = None) -> str:
+    """Push repository:tag with Docker's credentials, streaming progress; returns the pushed digest."""
+    import docker.errors
+
+    with _translate(f"pushing {repository}:{tag}"):
+        try:
+            stream = client().push(repository, tag=tag, stream=True, decode=True)
+            final = _registry_events(stream, f"pushing {repository}:{tag}", on_progress)
+        except docker.errors.APIError as e:
+            raise _registry_error(f"pushing {repository}:{tag}", str(e.explanation or e)) from e
+    if not final.get("Digest"):
+        raise RegistryError(f"pushing {repository}:{tag}: the registry reported no digest", "see the registry's log")
+    return final["Digest"]
+
+
+def pull(repository: str, tag: str, on_progress: Callable[[dict], None] | None = None) -> str:
+    """Pull repository:tag, streaming progress; returns the digest."""
+    import docker.errors
+
+    with _translate(f"pulling {repository}:{tag}"):
+        try:
+            stream = client().pull(repository, tag=tag, stream=True, decode=True)
+            final = _registry_events(stream, f"pulling {repository}:{tag}", on_progress)
+        except docker.errors.APIError as e:
+            raise _registry_error(f"pulling {repository}:{tag}", str(e.explanation or e)) from e
+    return final.get("Digest", "")
+
+
+def repo_digests(ref: str) -> list[str]:
+    """The registry digests an image is known by (repo@sha256:...)."""
+    with _translate(f"inspecting {ref}"):
+        return list(client().inspect_image(ref).get("RepoDigests") or [])

@@ -1,0 +1,376 @@
+"""Running environments: containers with the notebook folder, ports, Jupyter, resources and GPUs; their state
+committed and shared as tagged images. Part of the public API (front-ends call these, never the engine)."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import re
+import secrets
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import engine
+from .errors import ContainerNotFound, DsenvError, ImageTagExists, NameInUse, PortInUse, RunError, UsageError
+
+WORKDIR = "/home/dsenv/work"
+JUPYTER_PORT = 8888
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DANGEROUS_MOUNTS = ("/", "/var/run/docker.sock", "/run/docker.sock", "/etc", "/proc", "/sys", "/dev", "/boot")
+
+
+@dataclass
+class RunOptions:
+    """How to run an environment: ports, mounts, environment, resources, GPUs, name, command."""
+
+    ports: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    memory: str | None = None
+    cpus: float | None = None
+    shm_size: str = "1g"
+    name: str | None = None
+    gpus: str | None = None
+    share_gpu: bool = False
+    expose: bool = False
+    command: list[str] | None = None
+    detach: bool = False
+    keep: bool = False
+    image: str | None = None
+    timeout: float = 90.0
+    allow_dangerous_mounts: bool = False
+
+
+@dataclass
+class RunResult:
+    """A started (or finished) container: name, id, image, Jupyter URL, published ports, exit code, warnings."""
+
+    name: str
+    id: str
+    image: str
+    url: str | None = None
+    ports: dict[int, int] = field(default_factory=dict)
+    exit_code: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class EnvContainer:
+    """One dsenv container as `dsenv ps` shows it."""
+
+    name: str
+    env: str
+    status: str
+    image: str
+    url: str | None
+    ports: dict[str, tuple[str, int]]
+    gpus: str
+    created: str
+    notebook: str
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def parse_port(text: str) -> tuple[int, int]:
+    """'8050' -> (8050, 8050); '9000:8050' -> host 9000, container 8050. Ports are 1..65535."""
+    m = re.fullmatch(r"(?:(\d+):)?(\d+)", text.strip())
+    if not m:
+        raise UsageError(f"-p {text}: not a port", "write -p PORT or -p HOSTPORT:CONTAINERPORT")
+    host, ctr = int(m.group(1) or m.group(2)), int(m.group(2))
+    for p in (host, ctr):
+        if not 1 <= p <= 65535:
+            raise UsageError(f"-p {text}: port {p} is out of range", "use a port between 1 and 65535")
+    return host, ctr
+
+
+def parse_volume(text: str, allow_dangerous: bool = False) -> str:
+    """'host:ctr[:ro|rw]' with an existing host path (made absolute) -> a Docker bind string."""
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
+        raise UsageError(f"-v {text}: not HOST:CONTAINER[:ro]", "write -v /host/path:/container/path[:ro]")
+    mode = parts[2] if len(parts) == 3 else "rw"
+    if mode not in ("ro", "rw"):
+        raise UsageError(f"-v {text}: mode '{mode}' is not ro or rw", "write -v HOST:CONTAINER:ro")
+    host = Path(parts[0]).expanduser().resolve()
+    if not host.exists():
+        raise UsageError(f"-v {text}: {host} does not exist", "create it first, or fix the path")
+    if not allow_dangerous and str(host) in DANGEROUS_MOUNTS:
+        raise UsageError(f"-v {text}: mounting {host} gives the container control of the host",
+                         "mount a narrower folder, or pass --allow-dangerous-mounts")
+    return f"{host}:{parts[1]}:{mode}"
+
+
+def _gpu_request(gpus: str | None) -> tuple[list[str] | None, int | None, str]:
+    """--gpus N|all|UUID,... -> (device ids, count, NVIDIA_VISIBLE_DEVICES)."""
+    if not gpus:
+        return None, None, "void"
+    if gpus == "all":
+        return None, -1, "all"
+    if gpus.isdigit():
+        if int(gpus) < 1:
+            raise UsageError(f"--gpus {gpus}: ask for at least one GPU", "omit --gpus for a CPU-only run")
+        return None, int(gpus), ""
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not all(re.fullmatch(r"(GPU|MIG)-[0-9a-fA-F-]+|\d+", g) for g in ids):
+        raise UsageError(f"--gpus {gpus}: not N, all, or GPU-/MIG- UUIDs", "list GPUs with 'dsenv gpus'")
+    return ids, None, ",".join(ids)
+
+
+def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    url = f"http://127.0.0.1:{port}/api/status"
+    while time.monotonic() < deadline:
+        try:
+            req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(req, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            pass
+        info = engine.inspect(cid)
+        if info.status not in ("running", "created"):
+            raise RunError(f"Jupyter exited before answering (code {info.exit_code}): {_log_tail(cid)}",
+                           "fix what the log lines say; the container was removed")
+        time.sleep(0.1)
+    raise RunError(f"Jupyter did not answer within {timeout:.0f} s: {_log_tail(cid)}",
+                   "raise --timeout, or read 'dsenv logs' of a --keep run")
+
+
+def _log_tail(cid: str, n: int = 4) -> str:
+    try:
+        text = "".join(engine.logs(cid, tail=20))
+    except DsenvError:
+        return "(no log)"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-n:]) or "(no output)"
+
+
+def _image_for(path: str | Path | None, options: RunOptions, on_event: Callable | None) -> tuple[str, str, str, bool]:
+    """(image, environment name, notebook folder, image has Jupyter)."""
+    if options.image:
+        info = engine.image_info(options.image)
+        if not info:
+            engine.pull(*(options.image.rsplit(":", 1) if ":" in options.image.split("/")[-1] else (options.image, "latest")))
+            info = engine.image_info(options.image)
+        labels = info.labels if info else {}
+        folder = str(Path(path).resolve()) if path else ""
+        return options.image, labels.get("io.dsenv.name", "image"), folder, labels.get("io.dsenv.jupyter") != "none"
+    from .api import build
+
+    result = build(path or ".", on_event=on_event)
+    target = result.plan.target
+    return result.tag, target.name, str(target.folder), result.plan.spec.jupyter != "kernel"
+
+
+def run(path: str | Path | None = None, options: RunOptions | None = None, *, on_event: Callable | None = None,
+        on_output: Callable[[str], None] | None = None) -> RunResult:
+    """Build if needed and start the environment: JupyterLab (URL with a token, once it answers) or a command
+    (output streamed to on_output, exit code returned). Nothing is left behind when starting fails."""
+    o = options or RunOptions()
+    for key in o.env:
+        if not ENV_NAME.match(key):
+            raise UsageError(f"-e {key}=...: not a valid environment variable name", "use letters, digits and _")
+    user_ports = [parse_port(p) for p in o.ports]
+    binds = [parse_volume(v, o.allow_dangerous_mounts) for v in o.volumes]
+    gpu_ids, gpu_count, visible = _gpu_request(o.gpus)
+    bind_ip = "0.0.0.0" if o.expose else "127.0.0.1"
+    for host_port, _ in user_ports:
+        if not _port_free(bind_ip, host_port):
+            raise PortInUse(host_port)
+    image, env_name, folder, has_jupyter = _image_for(path, o, on_event)
+    jupyter = not o.command
+    if jupyter and not has_jupyter:
+        raise UsageError(f"{image} has no Jupyter server (jupyter = \"kernel\")", "give a command after --")
+    if folder:
+        binds.insert(0, f"{folder}:{WORKDIR}:rw")
+    token = secrets.token_hex(24)
+    environment = {"NVIDIA_VISIBLE_DEVICES": visible, **o.env} if visible else dict(o.env)
+    if jupyter:
+        environment["JUPYTER_TOKEN"] = token
+    command = o.command or ["jupyter", "lab" if has_jupyter else "notebook", "--ip=0.0.0.0", f"--port={JUPYTER_PORT}",
+                            "--no-browser", f"--ServerApp.root_dir={WORKDIR}"] + (["--allow-root"] if os.getuid() == 0 else [])
+    warnings = ["--expose: ports are published on every interface of this host"] if o.expose else []
+    last_error: DsenvError | None = None
+    for _attempt in range(5):
+        ports = {ctr: (bind_ip, host) for host, ctr in user_ports}
+        if jupyter:
+            ports[JUPYTER_PORT] = (bind_ip, _free_port())
+        name = o.name or f"dsenv-{env_name}-{secrets.token_hex(3)}"
+        labels = {
+            "io.dsenv.managed": "1", "io.dsenv.name": env_name, "io.dsenv.notebook": folder,
+            "io.dsenv.ports": json.dumps({str(c): h for c, (_, h) in ports.items()}),
+            "io.dsenv.gpus": ",".join(gpu_ids or []) or ("all" if gpu_count == -1 else str(gpu_count or "")),
+            "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else "",
+        }
+        spec = engine.ContainerSpec(
+            image=image, name=name, command=command, environment=environment, labels=labels, ports=ports, binds=binds,
+            memory=o.memory, nano_cpus=int(o.cpus * 1e9) if o.cpus else None, shm_size=o.shm_size,
+            user=f"{os.getuid()}:{os.getgid()}", working_dir=WORKDIR, gpu_ids=gpu_ids, gpu_count=gpu_count,
+        )
+        try:
+            cid = engine.create_and_start(spec)
+            break
+        except PortInUse as e:  # a free port taken between the check and the start: try another, unless named
+            if any(h == e.port for h, _ in user_ports) or not jupyter:
+                raise
+            last_error = e
+        except NameInUse as e:
+            if o.name:
+                raise
+            last_error = e
+    else:
+        raise last_error or RunError("could not start the container", "try again")
+    published = {c: h for c, (_, h) in ports.items()}
+    if jupyter:
+        try:
+            _wait_for_jupyter(cid, published[JUPYTER_PORT], token, o.timeout)
+        except BaseException:
+            engine.remove(cid)
+            raise
+        url = f"http://127.0.0.1:{published[JUPYTER_PORT]}/lab?token={token}"
+        return RunResult(name, cid, image, url, published, None, warnings)
+    if o.detach:
+        return RunResult(name, cid, image, None, published, None, warnings)
+    try:
+        for chunk in engine.logs(cid, follow=True):
+            if on_output:
+                on_output(chunk)
+        code = engine.wait(cid)
+    finally:
+        if not o.keep:
+            engine.remove(cid)
+    return RunResult(name, cid, image, None, published, code, warnings)
+
+
+def ps(all_states: bool = True) -> list[EnvContainer]:
+    """dsenv's containers, read from the engine's labels (nothing kept elsewhere can go stale)."""
+    out = []
+    for c in engine.list_managed(all_states):
+        url = None
+        jport = c.labels.get("io.dsenv.jupyter")
+        if jport and c.status == "running" and jport in c.ports and c.env.get("JUPYTER_TOKEN"):
+            url = f"http://127.0.0.1:{c.ports[jport][1]}/lab?token={c.env['JUPYTER_TOKEN']}"
+        out.append(EnvContainer(c.name, c.labels.get("io.dsenv.name", ""), c.status, c.image, url, c.ports,
+                                c.labels.get("io.dsenv.gpus", ""), c.created, c.labels.get("io.dsenv.notebook", "")))
+    return out
+
+
+def _managed(name: str) -> engine.ContainerInfo:
+    info = engine.inspect(name)
+    if info.labels.get("io.dsenv.managed") != "1":
+        raise ContainerNotFound(f"{name} is not a dsenv container")
+    return info
+
+
+def stop(name: str) -> None:
+    """Stop a dsenv container."""
+    engine.stop(_managed(name).id)
+
+
+def rm(name: str) -> None:
+    """Remove a dsenv container (stopping it first)."""
+    engine.remove(_managed(name).id)
+
+
+def logs(name: str, follow: bool = False, tail: int | str = "all"):
+    """A dsenv container's output as text chunks."""
+    return engine.logs(_managed(name).id, follow=follow, tail=tail)
+
+
+def exec_(name: str, command: list[str], on_output: Callable[[str], None] | None = None) -> int:
+    """Run a command in a running dsenv container as the caller's UID; its exit code."""
+    info = _managed(name)
+    chunks, exit_code = engine.exec_stream(info.id, command, user=f"{os.getuid()}:{os.getgid()}")
+    for chunk in chunks:
+        if on_output:
+            on_output(chunk)
+    return exit_code()
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """'repo[:tag]' -> (repo, tag or 'latest'); a registry port is not a tag."""
+    if ":" in ref.split("/")[-1]:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
+@dataclass
+class CommitResult:
+    """A committed image: its tag, id and the labels written."""
+
+    tag: str
+    id: str
+    labels: dict[str, str]
+
+
+def commit(name: str, ref: str, message: str = "", *, force: bool = False, author: str | None = None) -> CommitResult:
+    """Snapshot a dsenv container (running or stopped) into REPO:TAG with provenance labels: parent image, message,
+    author, time and the environment's `pip freeze`. An existing tag is never moved without force."""
+    repo, tag = split_ref(ref)
+    if not re.fullmatch(r"[a-z0-9]+(?:[._/:-][a-z0-9]+)*", repo) or not re.fullmatch(r"[\w][\w.-]{0,127}", tag):
+        raise UsageError(f"{ref}: not a valid image reference", "use lowercase REPO[:TAG], e.g. team/exp1:v2")
+    info = _managed(name)
+    if not force and engine.image_info(f"{repo}:{tag}"):
+        raise ImageTagExists(f"{repo}:{tag} already exists")
+    freeze = ""
+    if info.status == "running":
+        chunks, exit_code = engine.exec_stream(info.id, ["uv", "pip", "freeze"])
+        text = "".join(chunks)
+        freeze = text if exit_code() == 0 else ""
+    parent = engine.image_info(info.image)
+    labels = {
+        "io.dsenv.parent": parent.id if parent else info.image,
+        "io.dsenv.parent.tag": info.image,
+        "io.dsenv.commit.message": message,
+        "io.dsenv.commit.author": author or getpass.getuser(),
+        "io.dsenv.commit.time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "io.dsenv.commit.container": info.name,
+        "io.dsenv.pip-freeze": freeze,
+    }
+    image_id = engine.commit(info.id, repo, tag, message, labels["io.dsenv.commit.author"], labels)
+    return CommitResult(f"{repo}:{tag}", image_id, labels)
+
+
+@dataclass
+class PushResult:
+    """A pushed image: the remote reference and its digest."""
+
+    ref: str
+    digest: str
+
+
+def push(ref: str, registry: str | None = None, on_progress: Callable[[dict], None] | None = None) -> PushResult:
+    """Push an image (to `registry`, tagging it there first, or to the registry its name carries); the digest."""
+    repo, tag = split_ref(ref)
+    if not engine.image_info(f"{repo}:{tag}"):
+        raise UsageError(f"no local image {repo}:{tag}", "list images with 'dsenv images' or 'docker images'")
+    remote = f"{registry.rstrip('/')}/{repo}" if registry else repo
+    if registry:
+        engine.tag_image(f"{repo}:{tag}", remote, tag)
+    digest = engine.push(remote, tag, on_progress)
+    return PushResult(f"{remote}:{tag}", digest)
+
+
+def pull(ref: str, on_progress: Callable[[dict], None] | None = None) -> PushResult:
+    """Pull an image; its reference and digest."""
+    repo, tag = split_ref(ref)
+    return PushResult(f"{repo}:{tag}", engine.pull(repo, tag, on_progress))
