@@ -218,7 +218,7 @@ def _kv(values: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
-@main.command(context_settings={"allow_interspersed_args": False})
+@main.command()
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-p", "--port", "ports", multiple=True, help="Publish a port: PORT or HOSTPORT:CONTAINERPORT (127.0.0.1).")
@@ -242,10 +242,8 @@ def run(path: Path | None, command: tuple[str, ...], ports, volumes, env, memory
     """Start the environment: JupyterLab (prints its URL), or COMMAND after `--` (exit code passed through)."""
     from . import containers
 
-    if command[:1] == ("--",):
-        command = command[1:]
-    if path is not None and str(path) == "--":
-        path = None
+    if image and path is not None and not path.exists():  # `dsenv run --image X -- cmd ...`: no folder given
+        command, path = (str(path), *command), None
     options = containers.RunOptions(
         ports=list(ports), volumes=list(volumes), env=_kv(env), memory=memory, cpus=cpus, shm_size=shm_size, name=name,
         gpus=gpus, share_gpu=share_gpu, expose=expose, command=list(command) or None, detach=detach, keep=keep,
@@ -302,6 +300,8 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
     """Run COMMAND in a running container (exit code passed through)."""
     from . import containers
 
+    if command[:1] == ("--",):
+        command = command[1:]
     sys.exit(containers.exec_(name, list(command), on_output=lambda chunk: click.echo(chunk, nl=False)))
 
 

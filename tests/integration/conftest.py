@@ -95,3 +95,44 @@ def image_run(tag: str, script: str) -> str:
     code, out = engine.run_once(tag, ["python", "-c", script])
     assert code == 0, out
     return out
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real registry (Debian's docker-registry) on a free 127.0.0.1 port for this session."""
+    import os
+    import shutil as sh
+    import socket
+    import time
+
+    binary = sh.which("docker-registry")
+    if not binary:
+        pytest.skip("requires docker-registry (apt-get install docker-registry)")
+    root = tmp_path_factory.mktemp("registry")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = root / "config.yml"
+    config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
+                      f"http:\n  addr: 127.0.0.1:{port}\n")
+    proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.1)
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def cleanup_containers():
+    """Names of containers a test started; removed afterwards whatever happened."""
+    names: list[str] = []
+    yield names
+    from dsenv import engine
+
+    for name in names:
+        engine.remove(name)
