@@ -137,7 +137,9 @@ def _gpu_request(gpus: str | None) -> tuple[list[str] | None, int | None, str]:
 def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/api/status"
+    tries = 0
     while time.monotonic() < deadline:
+        tries += 1
         try:
             req = urllib.request.Request(url, headers={"Authorization": f"token {token}"})
             with urllib.request.urlopen(req, timeout=2) as response:
@@ -145,11 +147,12 @@ def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
                     return
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
-        info = engine.inspect(cid)
-        if info.status not in ("running", "created"):
-            raise RunError(f"Jupyter exited before answering (code {info.exit_code}): {_log_tail(cid)}",
-                           "fix what the log lines say; the container was removed")
-        time.sleep(0.1)
+        if tries % 10 == 0:
+            info = engine.inspect(cid)
+            if info.status not in ("running", "created"):
+                raise RunError(f"Jupyter exited before answering (code {info.exit_code}): {_log_tail(cid)}",
+                               "fix what the log lines say; the container was removed")
+        time.sleep(0.05)
     raise RunError(f"Jupyter did not answer within {timeout:.0f} s: {_log_tail(cid)}",
                    "raise --timeout, or read 'dsenv logs' of a --keep run")
 

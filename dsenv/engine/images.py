@@ -129,7 +129,7 @@ def _registry_events(stream, action: str, on_progress: Callable[[dict], None] | 
 
 def _registry_error(action: str, text: str) -> RegistryError:
     low = text.lower()
-    if "unauthorized" in low or "authentication required" in low or "denied" in low:
+    if any(w in low for w in ("unauthorized", "authentication required", "denied", "basic auth", "credentials")):
         return RegistryError(f"{action}: the registry refused the credentials ({text.strip()[:160]})",
                              "log in with 'docker login REGISTRY' (dsenv uses Docker's credentials)")
     if "connection refused" in low or "no such host" in low or "dial tcp" in low or "timeout" in low:

@@ -97,9 +97,8 @@ def image_run(tag: str, script: str) -> str:
     return out
 
 
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory):
-    """A real registry (Debian's docker-registry) on a free 127.0.0.1 port for this session."""
+def _start_registry(root: Path, auth: str = ""):
+    """Debian's docker-registry on a free 127.0.0.1 port; returns (address, process)."""
     import os
     import shutil as sh
     import socket
@@ -108,13 +107,12 @@ def registry(tmp_path_factory):
     binary = sh.which("docker-registry")
     if not binary:
         pytest.skip("requires docker-registry (apt-get install docker-registry)")
-    root = tmp_path_factory.mktemp("registry")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = root / "config.yml"
     config.write_text(f"version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {root}/data\n"
-                      f"http:\n  addr: 127.0.0.1:{port}\n")
+                      f"http:\n  addr: 127.0.0.1:{port}\n{auth}")
     proc = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
     for _ in range(100):
@@ -122,7 +120,35 @@ def registry(tmp_path_factory):
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 break
         time.sleep(0.1)
-    yield f"127.0.0.1:{port}"
+    return f"127.0.0.1:{port}", proc
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory):
+    """A real registry (Debian's docker-registry) on a free 127.0.0.1 port for this session."""
+    address, proc = _start_registry(tmp_path_factory.mktemp("registry"))
+    yield address
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def auth_registry(tmp_path_factory):
+    """A registry that demands a password (htpasswd, bcrypt) nobody here has given to Docker."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt
+
+            digest = crypt.crypt("secret", crypt.mksalt(crypt.METHOD_BLOWFISH))
+        except (ImportError, AttributeError, OSError):
+            pytest.skip("no bcrypt available to make an htpasswd file")
+    root = tmp_path_factory.mktemp("auth-registry")
+    (root / "htpasswd").write_text(f"alice:{digest}\n")
+    address, proc = _start_registry(root, f"auth:\n  htpasswd:\n    realm: dsenv-test\n    path: {root}/htpasswd\n")
+    yield address
     proc.terminate()
     proc.wait(timeout=10)
 

@@ -190,3 +190,37 @@ def test_bad_run_options_are_usage_errors(example, args, words):
     folder, _ = example
     cli = dsenv("run", str(folder), *args)
     assert cli.returncode == 2 and words in cli.stderr, cli.stderr
+
+
+def test_push_to_a_registry_refusing_auth_is_one_clear_line(example, auth_registry):
+    folder, built = example
+    cli = dsenv("push", built.tag, "--registry", auth_registry)
+    try:
+        assert cli.returncode == 6, cli.stderr
+        (line,) = [x for x in cli.stderr.splitlines() if x.startswith("dsenv: error:")]
+        assert "refused the credentials" in line and "docker login" in line
+    finally:
+        docker.from_env().images.remove(f"{auth_registry}/{built.tag}", force=True)
+
+
+def test_logs_stop_and_rm_through_the_cli(example):
+    folder, built = example
+    started = dsenv("run", "--image", built.tag, "-d", "--", "sh", "-c", "echo hello-from-logs; sleep 300")
+    assert started.returncode == 0, started.stderr
+    name = started.stdout.strip()
+    try:
+        import time
+
+        for _ in range(50):
+            out = dsenv("logs", name)
+            if "hello-from-logs" in out.stdout:
+                break
+            time.sleep(0.1)
+        assert "hello-from-logs" in out.stdout
+        assert dsenv("stop", name).returncode == 0
+        assert engine.inspect(name).status == "exited"
+        assert dsenv("rm", name).returncode == 0
+        missing = dsenv("logs", name)
+        assert missing.returncode == 6 and "no container named" in missing.stderr
+    finally:
+        engine.remove(name)
