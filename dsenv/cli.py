@@ -404,6 +404,58 @@ def pull(ref: str, as_json: bool) -> None:
     click.echo(json.dumps({"ref": result.ref, "digest": result.digest}) if as_json else result.digest)
 
 
+@main.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE",
+              help="A parameter, as papermill's -p (types inferred).")
+@click.option("-f", "--parameters-file", "files", multiple=True, help="A YAML file of parameters.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Executed notebook (default: NAME.out.ipynb).")
+@click.option("--timeout", type=int, default=600, show_default=True, help="Seconds a cell may run.")
+@click.option("--gpus", help="N, all, or GPU UUIDs.")
+@click.option("--image", help="Run in this image (id or tag) instead of building the folder's environment.")
+@click.option("-v", "--verbose", is_flag=True, help="Show papermill's log.")
+@click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
+def repro(notebook: Path, parameters, files, output, timeout, gpus, image, verbose, as_json) -> None:
+    """Run NOTEBOOK with papermill inside its environment's image; write the executed notebook with provenance."""
+    from . import repro as runs
+
+    result = runs.repro(notebook, parameters=list(parameters), files=list(files), output=output, timeout=timeout,
+                        gpus=gpus, image=image, on_event=_Progress(False, False),
+                        on_output=(lambda chunk: click.echo(chunk, nl=False, err=True)) if verbose else None)
+    if as_json:
+        click.echo(json.dumps({"output": str(result.output), "provenance": result.provenance}, indent=2))
+    else:
+        click.echo(f"ran {notebook} in {result.provenance['image_id'][:19]} in {result.seconds:.1f} s", err=True)
+        click.echo(str(result.output))
+
+
+@main.command()
+@click.argument("notebook", type=click.Path(path_type=Path))
+@click.option("--against", type=click.Path(path_type=Path), help="The recorded output to compare with.")
+@click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance for numbers in text.")
+@click.option("--timeout", type=int, default=600, show_default=True, help="Seconds a cell may run.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def verify(notebook: Path, against: Path | None, rtol: float, timeout: int, as_json: bool) -> None:
+    """Re-run NOTEBOOK in its recorded image and compare outputs cell by cell; exit 0 only if equal."""
+    from . import repro as runs
+
+    report = runs.verify(notebook, against=against, rtol=rtol, timeout=timeout)
+    diffs = report.comparison.differences if report.comparison else []
+    if as_json:
+        click.echo(json.dumps({"status": report.status, "reference": str(report.reference), "detail": report.detail,
+                               "seconds": round(report.seconds, 2),
+                               "differences": [d.__dict__ for d in diffs],
+                               "notes": report.comparison.notes if report.comparison else []}, indent=2))
+    else:
+        click.echo(f"{report.status}: {notebook} against {report.reference} ({report.seconds:.1f} s)")
+        for d in diffs:
+            click.echo(f"  cell {d.cell} ({d.kind}): {d.detail}")
+        if report.detail:
+            click.echo(f"  {report.detail}")
+    if report.status != "equal":
+        sys.exit(10 if report.status == "differs" else 11)
+
+
 @main.group()
 def base() -> None:
     """Base images."""

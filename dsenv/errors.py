@@ -161,3 +161,18 @@ class ImageTagExists(EngineError):
 
 class RegistryError(EngineError):
     """A registry refused or could not be reached during push or pull."""
+
+
+class ReproError(DsenvError):
+    """A reproducible run failed: a cell raised, or the run could not happen; the output notebook is kept."""
+
+    exit_code = 9
+
+    def __init__(self, message: str, hint: str | None = None, *, cell_index: int | None = None, ename: str = "",
+                 evalue: str = "", traceback: list[str] | None = None, output: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.cell_index = cell_index
+        self.ename = ename
+        self.evalue = evalue
+        self.traceback = traceback or []
+        self.output = output
