@@ -413,14 +413,15 @@ def pull(ref: str, as_json: bool) -> None:
 @click.option("--timeout", type=int, default=600, show_default=True, help="Seconds a cell may run.")
 @click.option("--gpus", help="N, all, or GPU UUIDs.")
 @click.option("--image", help="Run in this image (id or tag) instead of building the folder's environment.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of NumPy's global random state (recorded).")
 @click.option("-v", "--verbose", is_flag=True, help="Show papermill's log.")
 @click.option("--json", "as_json", is_flag=True, help="Print the provenance as JSON.")
-def repro(notebook: Path, parameters, files, output, timeout, gpus, image, verbose, as_json) -> None:
+def repro(notebook: Path, parameters, files, output, timeout, gpus, image, seed, verbose, as_json) -> None:
     """Run NOTEBOOK with papermill inside its environment's image; write the executed notebook with provenance."""
     from . import repro as runs
 
     result = runs.repro(notebook, parameters=list(parameters), files=list(files), output=output, timeout=timeout,
-                        gpus=gpus, image=image, on_event=_Progress(False, False),
+                        gpus=gpus, image=image, seed=seed, on_event=_Progress(False, False),
                         on_output=(lambda chunk: click.echo(chunk, nl=False, err=True)) if verbose else None)
     if as_json:
         click.echo(json.dumps({"output": str(result.output), "provenance": result.provenance}, indent=2))

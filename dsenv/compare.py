@@ -13,6 +13,11 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 IMAGES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 VOLATILE_DATA = ("application/vnd.jupyter.widget-view+json",)
+# Durations printed by tools (scikit-learn's verbose CV lines, %time, tqdm, ...): volatile by nature.
+DURATION = re.compile(r"(?i)\b(total time|wall time|cpu times?[^:=\n]*|time|elapsed)(\s*[=:]\s*)[\d.]+\s*(?:ms|µs|us|ns|s|min)\b")
+TQDM_RATE = re.compile(r"\[\d+:\d+(?::\d+)?<[^\]]*\]")
+ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S)
+CELL = re.compile(r"<t([hd])[^>]*>(.*?)</t[hd]>", re.S)
 
 
 @dataclass
@@ -40,7 +45,30 @@ class Comparison:
 def _text(value: Any) -> str:
     text = "".join(value) if isinstance(value, list) else str(value)
     text = ANSI.sub("", ADDRESS.sub("0x?", text))
+    text = TQDM_RATE.sub("[?]", DURATION.sub(lambda m: f"{m.group(1)}{m.group(2)}?", text))
     return "\n".join(line.rstrip() for line in text.splitlines())
+
+
+def _blank_timing_columns(html: str) -> str:
+    """In an HTML table (pandas' to_html), blank the columns whose header says 'time' and whose values are numbers
+    (fit and score times of a search, durations): they differ on every run."""
+    rows = ROW.findall(html)
+    if not rows:
+        return html
+    header = [text.strip() for _, text in CELL.findall(rows[0])]
+    timing = {i for i, name in enumerate(header) if re.search(r"(?i)time", name)}
+    if not timing:
+        return html
+    body = [[text.strip() for _, text in CELL.findall(r)] for r in rows[1:]]
+    numeric = {i for i in timing if all(i >= len(r) or NUMBER.fullmatch(r[i] or "0") for r in body)}
+
+    def blank(match: re.Match) -> str:
+        cells = CELL.findall(match.group(1))
+        if len(cells) != len(header) or [t.strip() for _, t in cells] == header:
+            return match.group(0)
+        return "<tr>" + "".join(f"<t{k}>{'?' if i in numeric else t}</t{k}>" for i, (k, t) in enumerate(cells)) + "</tr>"
+
+    return ROW.sub(blank, html)
 
 
 def normalise_output(out: dict) -> list[tuple[str, str]]:
@@ -52,8 +80,15 @@ def normalise_output(out: dict) -> list[tuple[str, str]]:
     if kind == "error":
         return [("error", f"{out.get('ename')}: {_text(out.get('evalue', ''))}")]
     pairs = []
-    for mime, value in sorted((out.get("data") or {}).items()):
-        if mime in VOLATILE_DATA:
+    data = out.get("data") or {}
+    html = "".join(data.get("text/html", "")) if isinstance(data.get("text/html"), list) else str(data.get("text/html", ""))
+    for mime, value in sorted(data.items()):
+        if mime in VOLATILE_DATA or (mime == "text/plain" and 'class="dataframe"' in html):
+            continue  # a DataFrame is compared through its HTML table, where timing columns can be told apart
+        if mime == "text/html":
+            if "text/plain" in data and 'class="dataframe"' not in html:
+                continue  # an object's rich repr (e.g. an estimator diagram): its text/plain repr is compared
+            pairs.append((mime, _text(_blank_timing_columns(html))))
             continue
         if mime in IMAGES:
             raw = value if isinstance(value, str) else "".join(value)
@@ -61,6 +96,18 @@ def normalise_output(out: dict) -> list[tuple[str, str]]:
         else:
             pairs.append((mime, _text(value)))
     return pairs
+
+
+def _pairs(cell: dict) -> list[tuple[str, str]]:
+    """A cell's normalised outputs, consecutive stream chunks of one stream joined (their split is timing)."""
+    out: list[tuple[str, str]] = []
+    for output in cell.get("outputs", []):
+        for key, text in normalise_output(output):
+            if key.startswith("stream:") and out and out[-1][0] == key:
+                out[-1] = (key, out[-1][1] + "\n" + text)
+            else:
+                out.append((key, text))
+    return [(k, "\n".join(line for line in t.splitlines() if line.strip()) if k.startswith("stream:") else t) for k, t in out]
 
 
 def _numbers_close(a: str, b: str, rtol: float) -> bool:
@@ -94,8 +141,7 @@ def compare(expected: Any, got: Any, rtol: float = 0.0) -> Comparison:
         if _text(ec.get("source", "")) != _text(gc.get("source", "")):
             result.differences.append(CellDifference(cell, "source", _short_diff(_text(ec["source"]), _text(gc["source"]))))
             continue
-        eo = [p for out in ec.get("outputs", []) for p in normalise_output(out)]
-        go = [p for out in gc.get("outputs", []) for p in normalise_output(out)]
+        eo, go = _pairs(ec), _pairs(gc)
         if [k for k, _ in eo] != [k for k, _ in go]:
             result.differences.append(CellDifference(cell, "outputs", f"output kinds {[k for k, _ in eo]} != {[k for k, _ in go]}"))
             continue

@@ -17,6 +17,16 @@ from . import __version__
 from .errors import DsenvError, ReproError, UsageError
 
 OUT_DIR = "/home/dsenv/out"
+# Run in the kernel before the notebook: NumPy's global random state (what scikit-learn, SciPy and others draw
+# from when no random_state is given) starts from the recorded seed, so library-internal randomness repeats.
+# Python's own `random` module is left alone: randomness the notebook asks for explicitly shows up in `verify`.
+SEED_STARTUP = """import os as _os
+try:
+    import numpy as _np
+    _np.random.seed(int(_os.environ.get("DSENV_SEED", "0")))
+except ImportError:
+    pass
+"""
 KERNEL = "python3"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -89,7 +99,7 @@ def write_atomically(path: Path, nb) -> None:
 
 def execute_in_image(notebook_in_folder: Path, folder: Path, image: str, args: list[str], *, timeout: int,
                      gpus: str | None = None, on_output: Callable[[str], None] | None = None,
-                     source: Path | None = None) -> tuple[Any, int, dict[str, Any]]:
+                     source: Path | None = None, seed: int = 0) -> tuple[Any, int, dict[str, Any]]:
     """papermill inside the image: the folder mounted at the work dir, the output in a private mount; returns
     (executed notebook or None, papermill's exit code, facts for the provenance)."""
     from . import containers, engine
@@ -97,6 +107,11 @@ def execute_in_image(notebook_in_folder: Path, folder: Path, image: str, args: l
     rel = notebook_in_folder.relative_to(folder)
     with tempfile.TemporaryDirectory(prefix="dsenv-repro-") as out:
         os.chmod(out, 0o777)
+        startup = Path(out, "ipython", "profile_default", "startup")
+        startup.mkdir(parents=True)
+        (startup / "00-dsenv-seed.py").write_text(SEED_STARTUP)
+        for d in (startup, startup.parent, startup.parent.parent):
+            os.chmod(d, 0o777)
         inside = f"{containers.WORKDIR}/{rel.as_posix()}"
         if source is not None:  # an already parameterized notebook (papermill's engine): run that copy
             shutil.copy(source, Path(out) / "input.ipynb")
@@ -104,7 +119,9 @@ def execute_in_image(notebook_in_folder: Path, folder: Path, image: str, args: l
         cwd = f"{containers.WORKDIR}/{rel.parent.as_posix()}".rstrip("/.")
         command = ["papermill", inside, f"{OUT_DIR}/output.ipynb", "-k", KERNEL, "--cwd", cwd or containers.WORKDIR,
                    "--execution-timeout", str(timeout), "--no-progress-bar", "--log-output", *args]
-        options = containers.RunOptions(command=command, image=image, volumes=[f"{out}:{OUT_DIR}:rw"], gpus=gpus)
+        env = {"IPYTHONDIR": f"{OUT_DIR}/ipython", "DSENV_SEED": str(seed), "PYTHONHASHSEED": str(seed)}
+        options = containers.RunOptions(command=command, image=image, volumes=[f"{out}:{OUT_DIR}:rw"], gpus=gpus,
+                                        env=env)
         started = time.time()
         result = containers.run(folder, options, on_output=on_output)
         ended = time.time()
@@ -125,6 +142,7 @@ def execute_in_image(notebook_in_folder: Path, folder: Path, image: str, args: l
         "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ended)),
         "seconds": round(ended - started, 3),
         "exit_code": result.exit_code,
+        "seed": seed,
     }
     return nb, int(result.exit_code or 0), facts
 
@@ -161,7 +179,7 @@ def default_output(notebook: Path) -> Path:
 
 def repro(notebook: str | Path, *, parameters: list[tuple[str, str]] | None = None, files: list[str] | None = None,
           output: str | Path | None = None, timeout: int = 600, gpus: str | None = None, image: str | None = None,
-          on_output: Callable[[str], None] | None = None, on_event: Callable | None = None) -> ReproResult:
+          seed: int = 0, on_output: Callable[[str], None] | None = None, on_event: Callable | None = None) -> ReproResult:
     """Build the notebook folder's environment if needed and run the notebook with papermill inside it; write the
     executed notebook (even when a cell fails) with provenance; raise ReproError naming the failing cell."""
     from .notebook import find_target, load_notebook
@@ -184,7 +202,8 @@ def repro(notebook: str | Path, *, parameters: list[tuple[str, str]] | None = No
             on_output(chunk)
 
     start = time.monotonic()
-    nb, code, facts = execute_in_image(target.path, folder, image, args, timeout=timeout, gpus=gpus, on_output=collect)
+    nb, code, facts = execute_in_image(target.path, folder, image, args, timeout=timeout, gpus=gpus, on_output=collect,
+                                       seed=seed)
     if nb is None:
         raise_for_failure(None, out_path, code or 1, "".join(logs))
     provenance = add_provenance(nb, facts, target.path)
@@ -272,7 +291,7 @@ def verify(notebook: str | Path, *, against: str | Path | None = None, rtol: flo
     start = time.monotonic()
     try:
         nb, code, _ = execute_in_image(target.path, target.folder, image, rerun_parameters(prov), timeout=timeout,
-                                       gpus=gpus, on_output=on_output)
+                                       gpus=gpus, on_output=on_output, seed=int(prov.get("seed", 0)))
     except DsenvError as e:
         return VerifyReport("could not run", reference, None, time.monotonic() - start, e.one_line())
     if nb is None:
