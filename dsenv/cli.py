@@ -457,6 +457,31 @@ def verify(notebook: Path, against: Path | None, rtol: float, timeout: int, as_j
         sys.exit(10 if report.status == "differs" else 11)
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def gpus(as_json: bool) -> None:
+    """This host's GPUs: memory, utilisation, temperature, driver and CUDA version, MIG, and who holds each."""
+    from . import containers, gpu
+
+    host = gpu.discover()
+    holders, ids = containers.dsenv_gpu_holders()
+    held = gpu.holders_of(host.devices, holders, ids)
+    if as_json:
+        data = host.to_json()
+        for d in data["devices"]:
+            d["held_by"] = held.get(d["uuid"], [])
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"driver {host.driver}, CUDA driver {host.cuda_driver}")
+    for d in host.devices:
+        util = f"{d.utilization}%" if d.utilization is not None else "-"
+        temp = f"{d.temperature}C" if d.temperature is not None else "-"
+        mig = " MIG" if d.mig_mode else ""
+        who = ", ".join(held.get(d.uuid, [])) or "free"
+        click.echo(f"{d.index}  {d.uuid}  {d.name}{mig}  {d.memory_used / 2**30:.1f}/{d.memory_total / 2**30:.1f} GiB"
+                   f"  util {util}  {temp}  {who}")
+
+
 @main.group()
 def base() -> None:
     """Base images."""

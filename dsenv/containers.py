@@ -118,20 +118,41 @@ def parse_volume(text: str, allow_dangerous: bool = False) -> str:
     return f"{host}:{parts[1]}:{mode}"
 
 
-def _gpu_request(gpus: str | None) -> tuple[list[str] | None, int | None, str]:
-    """--gpus N|all|UUID,... -> (device ids, count, NVIDIA_VISIBLE_DEVICES)."""
-    if not gpus:
-        return None, None, "void"
-    if gpus == "all":
-        return None, -1, "all"
-    if gpus.isdigit():
-        if int(gpus) < 1:
-            raise UsageError(f"--gpus {gpus}: ask for at least one GPU", "omit --gpus for a CPU-only run")
-        return None, int(gpus), ""
-    ids = [g.strip() for g in gpus.split(",") if g.strip()]
-    if not all(re.fullmatch(r"(GPU|MIG)-[0-9a-fA-F-]+|\d+", g) for g in ids):
-        raise UsageError(f"--gpus {gpus}: not N, all, or GPU-/MIG- UUIDs", "list GPUs with 'dsenv gpus'")
-    return ids, None, ",".join(ids)
+def dsenv_gpu_holders() -> tuple[dict[str, list[str]], set[str]]:
+    """GPU UUID -> names of the running dsenv containers labelled with it, and those containers' ids."""
+    holders: dict[str, list[str]] = {}
+    ids: set[str] = set()
+    for c in engine.list_managed(all_states=False):
+        ids.add(c.id)
+        for uuid in filter(None, c.labels.get("io.dsenv.gpus", "").split(",")):
+            holders.setdefault(uuid, []).append(c.name)
+    return holders, ids
+
+
+def check_gpu_request(request: str) -> None:
+    """--gpus takes N, all, or GPU-/MIG- UUIDs separated by commas."""
+    ids = [g for g in request.split(",") if g.strip()]
+    if not (request.isdigit() or request == "all" or (ids and all(re.fullmatch(r"(GPU|MIG)-[0-9a-fA-F-]+", g.strip())
+                                                                  for g in ids))):
+        raise UsageError(f"--gpus {request}: not N, all, or GPU-/MIG- UUIDs", "list GPUs with 'dsenv gpus'")
+
+
+def choose_gpus(request: str, share: bool = False) -> list[str]:
+    """GPU UUIDs for a request: NVML's devices minus those dsenv containers or other processes hold (unless share).
+    Call under gpu.host_lock() and create the container before releasing it."""
+    from . import gpu
+
+    check_gpu_request(request)
+    host = gpu.discover()
+    holders, ids = dsenv_gpu_holders()
+    return gpu.allocate(host.devices, gpu.holders_of(host.devices, holders, ids), request, share)
+
+
+def gpu_environment(uuids: list[str] | None) -> dict[str, str]:
+    """NVIDIA_VISIBLE_DEVICES (and capabilities) for the chosen GPUs; 'void' for a CPU-only run."""
+    if not uuids:
+        return {"NVIDIA_VISIBLE_DEVICES": "void"}
+    return {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids), "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
 
 
 def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
@@ -193,11 +214,15 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
             raise UsageError(f"-e {key}=...: not a valid environment variable name", "use letters, digits and _")
     user_ports = [parse_port(p) for p in o.ports]
     binds = [parse_volume(v, o.allow_dangerous_mounts) for v in o.volumes]
-    gpu_ids, gpu_count, visible = _gpu_request(o.gpus)
     bind_ip = "0.0.0.0" if o.expose else "127.0.0.1"
     for host_port, _ in user_ports:
         if not _port_free(bind_ip, host_port):
             raise PortInUse(host_port)
+    if o.gpus:
+        from . import gpu
+
+        check_gpu_request(o.gpus)
+        gpu.discover()  # no NVML / no GPU: fail before building or creating anything
     image, env_name, folder, has_jupyter = _image_for(path, o, on_event)
     jupyter = not o.command
     if jupyter and not has_jupyter:
@@ -205,43 +230,29 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
     if folder:
         binds.insert(0, f"{folder}:{WORKDIR}:rw")
     token = secrets.token_hex(24)
-    environment = {"NVIDIA_VISIBLE_DEVICES": visible, **o.env} if visible else dict(o.env)
+    environment = dict(o.env)
     if jupyter:
         environment["JUPYTER_TOKEN"] = token
     command = o.command or ["jupyter", "lab" if has_jupyter else "notebook", "--ip=0.0.0.0", f"--port={JUPYTER_PORT}",
                             "--no-browser", f"--ServerApp.root_dir={WORKDIR}"] + (["--allow-root"] if os.getuid() == 0 else [])
     warnings = ["--expose: ports are published on every interface of this host"] if o.expose else []
-    last_error: DsenvError | None = None
-    for _attempt in range(5):
-        ports = {ctr: (bind_ip, host) for host, ctr in user_ports}
-        if jupyter:
-            ports[JUPYTER_PORT] = (bind_ip, _free_port())
-        name = o.name or f"dsenv-{env_name}-{secrets.token_hex(3)}"
-        labels = {
-            "io.dsenv.managed": "1", "io.dsenv.name": env_name, "io.dsenv.notebook": folder,
-            "io.dsenv.ports": json.dumps({str(c): h for c, (_, h) in ports.items()}),
-            "io.dsenv.gpus": ",".join(gpu_ids or []) or ("all" if gpu_count == -1 else str(gpu_count or "")),
-            "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else "",
-        }
-        spec = engine.ContainerSpec(
-            image=image, name=name, command=command, environment=environment, labels=labels, ports=ports, binds=binds,
-            memory=o.memory, nano_cpus=int(o.cpus * 1e9) if o.cpus else None, shm_size=o.shm_size,
-            user=f"{os.getuid()}:{os.getgid()}", working_dir=WORKDIR, gpu_ids=gpu_ids, gpu_count=gpu_count,
-        )
-        try:
-            cid = engine.create_and_start(spec)
-            break
-        except PortInUse as e:  # a free port taken between the check and the start: try another, unless named
-            if any(h == e.port for h, _ in user_ports) or not jupyter:
-                raise
-            last_error = e
-        except NameInUse as e:
-            if o.name:
-                raise
-            last_error = e
-    else:
-        raise last_error or RunError("could not start the container", "try again")
-    published = {c: h for c, (_, h) in ports.items()}
+    spec = engine.ContainerSpec(
+        image=image, name="", command=command, environment=environment, binds=binds, memory=o.memory,
+        nano_cpus=int(o.cpus * 1e9) if o.cpus else None, shm_size=o.shm_size, user=f"{os.getuid()}:{os.getgid()}",
+        working_dir=WORKDIR,
+        labels={"io.dsenv.managed": "1", "io.dsenv.name": env_name, "io.dsenv.notebook": folder,
+                "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else ""},
+    )
+    import contextlib
+
+    from . import gpu
+
+    with gpu.host_lock() if o.gpus else contextlib.nullcontext():  # held until the container exists and is labelled
+        spec.gpu_ids = choose_gpus(o.gpus, o.share_gpu) if o.gpus else None
+        spec.environment.update(gpu_environment(spec.gpu_ids))
+        spec.labels["io.dsenv.gpus"] = ",".join(spec.gpu_ids or [])
+        cid = _create(spec, o.name, env_name, user_ports, bind_ip, jupyter)
+    name, published = spec.name, {c: h for c, (_, h) in spec.ports.items()}
     if jupyter:
         try:
             _wait_for_jupyter(cid, published[JUPYTER_PORT], token, o.timeout)
@@ -261,6 +272,29 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
         if not o.keep:
             engine.remove(cid)
     return RunResult(name, cid, image, None, published, code, warnings)
+
+
+def _create(spec: engine.ContainerSpec, name: str | None, env_name: str, user_ports: list[tuple[int, int]],
+            bind_ip: str, jupyter: bool) -> str:
+    """Create and start the container; a free port or an automatic name that a concurrent run took is drawn again."""
+    last_error: DsenvError | None = None
+    for _attempt in range(5):
+        spec.ports = {ctr: (bind_ip, host) for host, ctr in user_ports}
+        if jupyter:
+            spec.ports[JUPYTER_PORT] = (bind_ip, _free_port())
+        spec.name = name or f"dsenv-{env_name}-{secrets.token_hex(3)}"
+        spec.labels["io.dsenv.ports"] = json.dumps({str(c): h for c, (_, h) in spec.ports.items()})
+        try:
+            return engine.create_and_start(spec)
+        except PortInUse as e:  # a free port taken between the check and the start: try another, unless named
+            if any(h == e.port for h, _ in user_ports) or not jupyter:
+                raise
+            last_error = e
+        except NameInUse as e:
+            if name:
+                raise
+            last_error = e
+    raise last_error or RunError("could not start the container", "try again")
 
 
 def ps(all_states: bool = True) -> list[EnvContainer]:

@@ -176,3 +176,9 @@ class ReproError(DsenvError):
         self.evalue = evalue
         self.traceback = traceback or []
         self.output = output
+
+
+class GpuError(DsenvError):
+    """GPUs cannot be listed or allocated: no NVML, no GPU, unknown UUID, not enough free GPUs."""
+
+    exit_code = 6

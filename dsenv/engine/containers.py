@@ -44,22 +44,27 @@ class ContainerSpec:
     shm_size: str | None = None
     user: str | None = None
     working_dir: str | None = None
-    gpu_ids: list[str] | None = None  # device ids (UUIDs); with gpu_count for "N" or -1 for all
-    gpu_count: int | None = None
+    gpu_ids: list[str] | None = None  # GPU / MIG UUIDs, chosen by dsenv.gpu
     init: bool = True
 
 
 def create_and_start(spec: ContainerSpec) -> str:
     """Create and start a container; returns its id. Port, name and GPU failures raise their own errors and leave
     no container behind."""
+    cid = create(spec)
+    start(cid, spec.name)
+    return cid
+
+
+def create(spec: ContainerSpec) -> str:
+    """Create (not start) a container from a spec: ports, binds, resources, GPU device request; returns its id."""
     import docker.errors
     import docker.types
 
     c = client()
     device_requests = None
-    if spec.gpu_ids or spec.gpu_count:
-        device_requests = [docker.types.DeviceRequest(driver="nvidia", device_ids=spec.gpu_ids or None,
-                                                      count=None if spec.gpu_ids else spec.gpu_count,
+    if spec.gpu_ids:
+        device_requests = [docker.types.DeviceRequest(driver="nvidia", device_ids=spec.gpu_ids,
                                                       capabilities=[["gpu"]])]
     host_config = c.create_host_config(
         port_bindings={f"{p}/tcp": [binding] for p, binding in spec.ports.items()}, binds=spec.binds or None,
@@ -77,11 +82,18 @@ def create_and_start(spec: ContainerSpec) -> str:
             if e.status_code == 409:
                 raise NameInUse(spec.name) from e
             raise
-    cid = created["Id"]
+    return created["Id"]
+
+
+def start(cid: str, name: str = "") -> None:
+    """Start a created container; on failure it is removed and the failure named (port, GPU, other)."""
+    import docker.errors
+
+    name = name or cid[:12]
     try:
-        with _translate(f"starting {spec.name}"):
+        with _translate(f"starting {name}"):
             try:
-                c.start(cid)
+                client().start(cid)
             except docker.errors.APIError as e:
                 text = str(e.explanation or e)
                 port = re.search(r":(\d+)(?: failed)?: (?:bind: address already in use|port is already allocated)", text)
@@ -89,12 +101,11 @@ def create_and_start(spec: ContainerSpec) -> str:
                     raise PortInUse(int(port.group(1)) if port else 0) from e
                 if "could not select device driver" in text or "nvidia" in text.lower():
                     raise GpuUnavailable(f"the Docker engine cannot give GPUs to containers ({text.strip()[:140]})") from e
-                raise RunError(f"starting {spec.name} failed: {text.strip()[:200]}",
+                raise RunError(f"starting {name} failed: {text.strip()[:200]}",
                                "check the options (mounts, resources) and the daemon's log") from e
     except BaseException:
         remove(cid)
         raise
-    return cid
 
 
 def _container(d: dict[str, Any]) -> ContainerInfo:

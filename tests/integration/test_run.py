@@ -169,7 +169,44 @@ def test_taken_port_and_taken_name_fail_clearly_and_start_nothing(example, clean
     assert second.returncode == 6 and "already exists" in second.stderr
 
 
-def test_gpus_without_an_nvidia_runtime_fail_clearly_and_leave_no_container(example):
+DEVICES = {"driver": "580.159.04", "cuda_driver": "13.0", "devices": [
+    {"index": 0, "uuid": "GPU-11111111-2222-3333-4444-555555555555", "name": "NVIDIA H100 80GB HBM3",
+     "memory_total": 85899345920, "memory_used": 8589934592, "utilization": 0, "mig_mode": False},
+    {"index": 1, "uuid": "GPU-66666666-7777-8888-9999-000000000000", "name": "NVIDIA H100 80GB HBM3",
+     "memory_total": 85899345920, "memory_used": 1048576, "utilization": 0, "mig_mode": False}]}
+
+
+@pytest.fixture
+def injected_gpus(tmp_path, monkeypatch):
+    path = tmp_path / "devices.json"
+    path.write_text(json.dumps(DEVICES))
+    monkeypatch.setenv("DSENV_GPU_DEVICES", str(path))
+    return path
+
+
+def test_chosen_gpus_reach_the_engine_as_device_request_env_and_label(example, injected_gpus):
+    from dsenv import gpu
+
+    folder, built = example
+    with gpu.host_lock():
+        uuids = containers.choose_gpus("1")
+        spec = engine.ContainerSpec(image=built.tag, name=f"dsenv-it-gpu-{folder.name}", command=["true"],
+                                    environment=containers.gpu_environment(uuids), gpu_ids=uuids,
+                                    labels={"io.dsenv.managed": "1", "io.dsenv.gpus": ",".join(uuids)})
+        cid = engine.create(spec)
+    try:
+        assert uuids == [DEVICES["devices"][1]["uuid"]]  # the one with more free memory
+        attrs = docker.from_env().api.inspect_container(cid)
+        (request,) = attrs["HostConfig"]["DeviceRequests"]
+        assert request["DeviceIDs"] == uuids and request["Capabilities"] == [["gpu"]]
+        assert f"NVIDIA_VISIBLE_DEVICES={uuids[0]}" in attrs["Config"]["Env"]
+        assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in attrs["Config"]["Env"]
+        assert containers.dsenv_gpu_holders()[0] == {}  # created, not running: holds nothing yet
+    finally:
+        engine.remove(cid)
+
+
+def test_gpus_without_an_nvidia_runtime_fail_clearly_and_leave_no_container(example, injected_gpus):
     folder, built = example
     if "nvidia" in json.dumps(docker.from_env().info().get("Runtimes", {})):
         pytest.skip("this engine has an NVIDIA runtime")
@@ -177,8 +214,24 @@ def test_gpus_without_an_nvidia_runtime_fail_clearly_and_leave_no_container(exam
     cli = dsenv("run", "--image", built.tag, "--gpus", "1", "--", "true")
     assert cli.returncode == 6, cli.stderr
     (line,) = [x for x in cli.stderr.splitlines() if x.startswith("dsenv: error:")]
-    assert "GPU" in line and "Traceback" not in cli.stderr
+    assert "cannot give GPUs" in line and "Traceback" not in cli.stderr
     assert {c.id for c in engine.list_managed()} == before
+
+
+def test_gpus_without_nvml_fail_before_anything_is_created(example, monkeypatch):
+    monkeypatch.delenv("DSENV_GPU_DEVICES", raising=False)
+    try:
+        import pynvml  # noqa: F401
+
+        pytest.skip("NVML is installed here")
+    except ImportError:
+        pass
+    folder, built = example
+    before = {c.id for c in engine.list_managed()}
+    cli = dsenv("run", "--image", built.tag, "--gpus", "1", "--", "true")
+    assert cli.returncode == 6 and "NVML" in cli.stderr
+    assert {c.id for c in engine.list_managed()} == before
+    assert dsenv("gpus").returncode == 6
 
 
 @pytest.mark.parametrize("args, words", [
