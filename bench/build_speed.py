@@ -4,7 +4,8 @@
     python bench/build_speed.py [--folder notebooks] [--base IMAGE]
 
 Scenarios, each timed as the wall time of the command a user types:
-  cold       no image, no builder cache, no lock, empty uv caches | docker build --no-cache
+  cold_resolve  no image, no builder cache, no lock, empty uv caches | docker build --no-cache
+  cold       the same with the lock beside the notebook (as committed) | docker build --no-cache
   first      the same, but uv's caches are warm (a new env on a machine that built others) | (= cold)
   edit       a notebook's markdown and code edited (imports same) | docker build (COPY . . invalidates pip install)
   unchanged  nothing changed                                      | docker build (every layer from cache)
@@ -72,13 +73,20 @@ def bench_dsenv(folder: Path, uv_cache: Path, cli: str | None) -> dict:
     env = {"UV_CACHE_DIR": str(uv_cache)}
     (folder / "dsenv.lock").unlink(missing_ok=True)
     r: dict = {}
-    if cli:  # empty BuildKit's uv cache mount too: truly cold
-        subprocess.run([cli, "builder", "prune", "-f", "--filter", "type=exec.cachemount"], capture_output=True,
-                       env={**os.environ, "DOCKER_BUILDKIT": "1"})
-    r["cold"], tag = run(dsenv + [str(folder), "--no-cache"], env)
+
+    def empty_caches() -> None:  # uv's host cache and BuildKit's uv cache mount
+        shutil.rmtree(uv_cache, ignore_errors=True)
+        if cli:
+            subprocess.run([cli, "builder", "prune", "-f", "--filter", "type=exec.cachemount"], capture_output=True,
+                           env={**os.environ, "DOCKER_BUILDKIT": "1"})
+
+    empty_caches()
+    r["cold_resolve"], tag = run(dsenv + [str(folder), "--no-cache"], env)  # no lock yet: resolves first
+    subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+    empty_caches()
+    r["cold"], tag = run(dsenv + [str(folder), "--no-cache"], env)  # the lock is there, as committed beside a notebook
     r["size_cold"] = size(tag)
     subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
-    (folder / "dsenv.lock").unlink(missing_ok=True)
     r["first"], tag = run(dsenv + [str(folder), "--no-cache"], env)
     edit_notebook(folder, 1)
     r["edit"], tag2 = run(dsenv + [str(folder)], env)
@@ -146,14 +154,16 @@ def main() -> None:
                 for t in (locals().get(key) or {}).get("tags", []):
                     subprocess.run(["docker", "rmi", "-f", t], capture_output=True)
         shutil.rmtree(work, ignore_errors=True)
-    rows = [("cold build (no image, no layer cache, empty uv caches)", "cold"),
+    rows = [("cold build, no lock yet (resolves, then builds; empty uv caches, no image, no layer cache)", "cold_resolve"),
+            ("cold build with the lock beside the notebook (empty uv caches, no image, no layer cache)", "cold"),
             ("first build of this environment (no image, no layer cache; uv caches warm from the cold build)", "first"),
             ("rebuild after a notebook edit", "edit"), ("rebuild, nothing changed", "unchanged"),
             (f"rebuild after adding one package ({ADDED})", "add")]
     print(f"\nBase image: {base}; packages: {', '.join(imports)} + jupyterlab, ipykernel, papermill\n")
     builder = "BuildKit" if cli else "classic builder"
     bk = hb or {k: float("nan") for k in ("cold", "edit", "unchanged", "add", "size_cold", "size_add")}
-    h["first"], bk["first"] = h["cold"], bk["cold"]  # pip keeps no useful cache here: its first build is a cold one
+    for key in ("first", "cold_resolve"):  # pip keeps no useful cache here, and resolves as it installs
+        h[key], bk[key] = h["cold"], bk["cold"]
     print(f"dsenv built with: {builder}\n")
     print("| scenario | dsenv (s) | hand-written, classic builder (s) | ratio | hand-written, BuildKit (s) | ratio |")
     print("|---|---:|---:|---:|---:|---:|")
