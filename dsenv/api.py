@@ -129,6 +129,27 @@ def choose_base(spec: EnvSpec, config: Config) -> tuple[str, str]:
         raise BaseImageMissing(e.message, hint + f" (or set DSENV_BASE_IMAGE; default {DEFAULT_BASE})") from e
 
 
+def host_uv_binary(arch: str | None) -> bytes | None:
+    """This machine's uv executable when it can serve in the image (Linux, the daemon's architecture, the version
+    the template pins); None otherwise, and the image installs uv with pip."""
+    import subprocess
+    import sys
+
+    from .lock import _uv
+    from .render import UV_VERSION
+
+    if sys.platform != "linux" or ARCHES.get((arch or "").lower()) != ARCHES.get(host_platform.machine().lower()):
+        return None
+    try:
+        path = _uv()
+        version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout.split()
+        if version[1:2] != [UV_VERSION]:
+            return None
+        return Path(path).read_bytes()
+    except (DsenvError, OSError, IndexError, subprocess.SubprocessError):
+        return None
+
+
 def image_id(ref: str) -> str | None:
     """The id of a local image, or None: the quick unix-socket check where it applies, else docker-py."""
     from . import engine
@@ -167,19 +188,17 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
     config = load_config()
     target, spec = _spec(path, config)
     base, base_id = choose_base(spec, config)
-    platform = lock_platform(_engine_arch(required=False))
+    arch = _engine_arch(required=False)
+    platform = lock_platform(arch)
     lk, state = _current_lock(target, spec, platform, as_of, upgrade)
-    tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
-                      post_build=spec.post_build.encode() if spec.post_build else None,
-                      bake=_bake_files(target) if bake else None)
+    inputs = dict(name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
+                  post_build=spec.post_build.encode() if spec.post_build else None,
+                  bake=_bake_files(target) if bake else None)
+    tag_plan = render(spec, lk, **inputs)
     exists = image_id(tag_plan.tag) is not None
-    if not exists and not full:
-        parent = _parent(target.name, tag_plan.stack)
-        if parent:
-            tag_plan = render(spec, lk, name=target.name, base=base, base_id=base_id, ca_bundle=ca_bundle(config),
-                              post_build=spec.post_build.encode() if spec.post_build else None,
-                              bake=_bake_files(target) if bake else None, parent=parent)
     if not exists:
+        parent = None if full else _parent(target.name, tag_plan.stack)
+        tag_plan = render(spec, lk, **inputs, parent=parent, uv_binary=None if parent else host_uv_binary(arch))
         tag_plan.buildkit = engine.buildkit_cli() is not None
     return Plan(target, spec, lk, state, platform, base, base_id, tag_plan, exists, list(spec.notes))
 
@@ -220,6 +239,9 @@ def export(path: str | Path, dest: str | Path, *, buildkit: bool = False, as_of:
         raise UsageError(f"{dest} exists and is not empty", "give a new folder; dsenv does not overwrite files")
     p = plan(path, as_of=as_of, full=True)
     p.build.buildkit = buildkit
+    p.build.variables["uv_binary"] = False  # portable: the exported Dockerfile installs uv itself
+    p.build.context.pop("uv", None)
+    p.build.__dict__.pop("dockerfile", None)
     out.mkdir(parents=True, exist_ok=True)
     for name, data in {**p.build.context, "Dockerfile": p.build.dockerfile.encode()}.items():
         target = out / name

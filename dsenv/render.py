@@ -72,8 +72,10 @@ def _label_instruction(labels: dict[str, str]) -> str:
 
 def render(spec: EnvSpec, lock: Lock, *, name: str, base: str, base_id: str, ca_bundle: bytes | None = None,
            post_build: bytes | None = None, bake: dict[str, bytes] | None = None,
-           parent: dict | None = None) -> BuildPlan:
-    """Render the full Dockerfile (or, given a compatible parent image, the incremental one) and compute the tag."""
+           parent: dict | None = None, uv_binary: bytes | None = None) -> BuildPlan:
+    """Render the full Dockerfile (or, given a compatible parent image, the incremental one) and compute the tag.
+    uv_binary: this machine's uv (same version and platform as the image's) to copy in instead of installing it
+    with pip; the image is the same either way, so the tag does not depend on it."""
     ca_sha = hashlib.sha256(ca_bundle).hexdigest() if ca_bundle else ""
     bake_sha = hashlib.sha256(json.dumps(sorted((k, hashlib.sha256(v).hexdigest()) for k, v in (bake or {}).items())).encode()).hexdigest() if bake else ""
     tv = template_version()
@@ -102,12 +104,15 @@ def render(spec: EnvSpec, lock: Lock, *, name: str, base: str, base_id: str, ca_
     labels[LABEL_PREFIX + "delta-depth"] = "0"
     if ca_bundle:
         context["ca-bundle.crt"] = ca_bundle
+    if uv_binary:
+        context["uv"] = uv_binary
     if post_build:
         context["postBuild"] = post_build
     for rel, data in (bake or {}).items():
         context[f"work/{rel}"] = data
     variables = dict(
         name=name, tag=tag, base=base, python=spec.python, uv_version=UV_VERSION, ca_bundle=bool(ca_bundle),
+        uv_binary=bool(uv_binary),
         apt=sorted(a.name for a in spec.apt), post_build=bool(post_build), bake=bool(bake),
         label_instruction=_label_instruction(labels),
     )

@@ -13,6 +13,8 @@ from ..errors import BuildError, DaemonUnavailable, EngineError
 from .connection import _translate, client
 from .images import image_info
 
+EXECUTABLES = {"postBuild", "uv"}  # context files that must keep their execute bit
+
 @dataclass(frozen=True)
 class BuildEvent:
     """One step of build progress: step n of total, a log line, or the final image id."""
@@ -30,7 +32,7 @@ def make_context(files: dict[str, bytes], dockerfile: str) -> bytes:
         for name, data in sorted({**files, "Dockerfile": dockerfile.encode()}.items()):
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            info.mode = 0o755 if name == "postBuild" else 0o644
+            info.mode = 0o755 if name in EXECUTABLES else 0o644
             info.mtime = 0
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
@@ -119,7 +121,7 @@ def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
                 f.write(data)
-            os.chmod(path, 0o755 if name == "postBuild" else 0o644)
+            os.chmod(path, 0o755 if name in EXECUTABLES else 0o644)
         iid = os.path.join(tmp, ".iid")
         cmd = [cli, "build", "--progress=plain", "--iidfile", iid, "-t", tag]
         for key, value in sorted((labels or {}).items()):
