@@ -140,7 +140,7 @@ def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag:
         try:
             for raw in proc.stdout:
                 line = raw.rstrip("\n")
-                m = re.match(r"^#(\d+) \[(?:[\w-]+ )?(\d+)/(\d+)\] (.*)$", line)
+                m = re.match(r"^#(\d+) \[(?:[\w-]+\s+)?\s*(\d+)/(\d+)\] (.*)$", line)
                 if m:
                     steps[m.group(1)] = (int(m.group(2)), int(m.group(3)), m.group(4))
                     step, total, text = steps[m.group(1)]
