@@ -141,16 +141,22 @@ def _registry_error(action: str, text: str) -> RegistryError:
     return RegistryError(f"{action} failed: {text.strip()[:200]}", "see the registry's log")
 
 
-def push(repository: str, tag: str, on_progress: Callable[[dict], None] | None = None) -> str:
-    """Push repository:tag with Docker's credentials, streaming progress; returns the pushed digest."""
+def _transfer(verb: str, repository: str, tag: str, on_progress: Callable[[dict], None] | None) -> dict:
+    """Stream a push or pull ('pushing'/'pulling'), mapping registry failures to RegistryErrors; the final aux."""
     import docker.errors
 
-    with _translate(f"pushing {repository}:{tag}"):
+    action = f"{verb} {repository}:{tag}"
+    call = client().push if verb == "pushing" else client().pull
+    with _translate(action):
         try:
-            stream = client().push(repository, tag=tag, stream=True, decode=True)
-            final = _registry_events(stream, f"pushing {repository}:{tag}", on_progress)
+            return _registry_events(call(repository, tag=tag, stream=True, decode=True), action, on_progress)
         except docker.errors.APIError as e:
-            raise _registry_error(f"pushing {repository}:{tag}", str(e.explanation or e)) from e
+            raise _registry_error(action, str(e.explanation or e)) from e
+
+
+def push(repository: str, tag: str, on_progress: Callable[[dict], None] | None = None) -> str:
+    """Push repository:tag with Docker's credentials, streaming progress; returns the pushed digest."""
+    final = _transfer("pushing", repository, tag, on_progress)
     if not final.get("Digest"):
         raise RegistryError(f"pushing {repository}:{tag}: the registry reported no digest", "see the registry's log")
     return final["Digest"]
@@ -158,15 +164,7 @@ def push(repository: str, tag: str, on_progress: Callable[[dict], None] | None =
 
 def pull(repository: str, tag: str, on_progress: Callable[[dict], None] | None = None) -> str:
     """Pull repository:tag, streaming progress; returns the digest."""
-    import docker.errors
-
-    with _translate(f"pulling {repository}:{tag}"):
-        try:
-            stream = client().pull(repository, tag=tag, stream=True, decode=True)
-            final = _registry_events(stream, f"pulling {repository}:{tag}", on_progress)
-        except docker.errors.APIError as e:
-            raise _registry_error(f"pulling {repository}:{tag}", str(e.explanation or e)) from e
-    return final.get("Digest", "")
+    return _transfer("pulling", repository, tag, on_progress).get("Digest", "")
 
 
 def repo_digests(ref: str) -> list[str]:
