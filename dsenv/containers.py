@@ -155,6 +155,14 @@ def gpu_environment(uuids: list[str] | None) -> dict[str, str]:
     return {"NVIDIA_VISIBLE_DEVICES": ",".join(uuids), "NVIDIA_DRIVER_CAPABILITIES": "compute,utility"}
 
 
+def jupyter_command(as_root: bool = False) -> list[str]:
+    """JupyterLab started directly (not through the `jupyter` launcher: one Python start less), listening inside
+    the container, serving the work folder, with no calls home for news or updates."""
+    return ["jupyter-lab", "--ip=0.0.0.0", f"--port={JUPYTER_PORT}", "--no-browser", f"--ServerApp.root_dir={WORKDIR}",
+            "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+            *(["--allow-root"] if as_root else [])]
+
+
 def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     url = f"http://127.0.0.1:{port}/api/status"
@@ -233,8 +241,7 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
     environment = dict(o.env)
     if jupyter:
         environment["JUPYTER_TOKEN"] = token
-    command = o.command or ["jupyter", "lab" if has_jupyter else "notebook", "--ip=0.0.0.0", f"--port={JUPYTER_PORT}",
-                            "--no-browser", f"--ServerApp.root_dir={WORKDIR}"] + (["--allow-root"] if os.getuid() == 0 else [])
+    command = o.command or jupyter_command(os.getuid() == 0)
     warnings = ["--expose: ports are published on every interface of this host"] if o.expose else []
     spec = engine.ContainerSpec(
         image=image, name="", command=command, environment=environment, binds=binds, memory=o.memory,
