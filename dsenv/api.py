@@ -181,8 +181,9 @@ def _bake_files(target: Target) -> dict[str, bytes]:
 
 
 def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake: bool = False,
-         upgrade: bool = False) -> Plan:
-    """Everything a build would do, without building: spec with sources, lock, Dockerfile, tag, up to date or not."""
+         upgrade: bool = False, show: bool = False) -> Plan:
+    """Everything a build would do, without building: spec with sources, lock, Dockerfile, tag, up to date or not.
+    show: the Dockerfile will be shown, so render the builder variant this machine uses even when up to date."""
     from . import engine
 
     config = load_config()
@@ -199,6 +200,7 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
     if not exists:
         parent = None if full else _parent(target.name, tag_plan.stack)
         tag_plan = render(spec, lk, **inputs, parent=parent, uv_binary=None if parent else host_uv_binary(arch))
+    if not exists or show:
         tag_plan.buildkit = engine.buildkit_cli() is not None
     return Plan(target, spec, lk, state, platform, base, base_id, tag_plan, exists, list(spec.notes))
 

@@ -70,7 +70,7 @@ def _origin(sources: tuple[str, ...]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 def plan(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, as_json: bool) -> None:
     """Show requirements and where each came from, the lock, the Dockerfile and the image tag, without building."""
-    p = api.plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade)
+    p = api.plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade, show=True)
     s = p.spec
     if as_json:
         click.echo(json.dumps({
