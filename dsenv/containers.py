@@ -176,12 +176,12 @@ def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
                     return
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
-        if tries % 10 == 0:
+        if tries % 25 == 0:
             info = engine.inspect(cid)
             if info.status not in ("running", "created"):
                 raise RunError(f"Jupyter exited before answering (code {info.exit_code}): {_log_tail(cid)}",
                                "fix what the log lines say; the container was removed")
-        time.sleep(0.05)
+        time.sleep(0.02)
     raise RunError(f"Jupyter did not answer within {timeout:.0f} s: {_log_tail(cid)}",
                    "raise --timeout, or read 'dsenv logs' of a --keep run")
 
