@@ -6,6 +6,13 @@ __version__ = "0.1.0"
 _API = {"plan", "lock", "build", "images", "bootstrap_base", "Plan", "BuildResult"}
 
 
+def load_ipython_extension(ip) -> None:
+    """`%load_ext dsenv`: the %dsenv magics."""
+    from .jupyter.magics import load_ipython_extension as load
+
+    load(ip)
+
+
 def __getattr__(name: str):
     """The public API (dsenv.api) is loaded on first use, so `import dsenv` stays light."""
     if name in _API:

@@ -218,3 +218,9 @@ def run_once(image: str, command: list[str], timeout: int = 600) -> tuple[int, s
         finally:
             c.remove_container(container, force=True)
     return int(code), output
+
+
+def signal(name_or_id: str, sig: str) -> None:
+    """Send a signal to a container's main process (through its init)."""
+    with _translate(f"signalling {name_or_id}"):
+        client().kill(name_or_id, signal=sig)

@@ -1,0 +1,135 @@
+"""`%dsenv` line magics and `%%dsenv run` cells: thin wrappers over dsenv's public API."""
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+from pathlib import Path
+
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+
+from .. import api, containers
+from ..errors import DsenvError, UsageError
+
+LINE_COMMANDS = ("plan", "build", "run", "ps", "stop", "logs", "gpus")
+
+
+def notebook_folder() -> Path:
+    """The folder of the notebook this kernel runs (JPY_SESSION_NAME, set by Jupyter), else the working folder."""
+    session = os.environ.get("JPY_SESSION_NAME")
+    if session and Path(session).suffix == ".ipynb" and Path(session).exists():
+        return Path(session).resolve().parent
+    return Path.cwd()
+
+
+@magics_class
+class DsenvMagics(Magics):
+    """%dsenv plan|build|run|ps|stop|logs|gpus and %%dsenv run (the cell runs in the environment's kernel)."""
+
+    def __init__(self, shell) -> None:
+        super().__init__(shell)
+        self.kernels: dict[tuple, object] = {}
+        atexit.register(self.close)
+
+    @magic_arguments()
+    @argument("command", nargs="?", default="plan", help="plan, build, run, ps, stop, logs, gpus")
+    @argument("args", nargs="*", help="a path (default: this notebook's folder) or a container name")
+    @argument("--env", help="the notebook or folder whose environment to use")
+    @argument("--image", help="an image to run instead of building")
+    @argument("--gpus", help="N, all, or GPU UUIDs")
+    @line_cell_magic
+    def dsenv(self, line: str, cell: str | None = None):
+        """%dsenv COMMAND [ARGS]; %%dsenv run [--env PATH] [--image TAG] [--gpus G] runs the cell in the env."""
+        try:
+            args = parse_argstring(self.dsenv, line)
+            if cell is not None:
+                if args.command != "run":
+                    raise UsageError(f"%%dsenv {args.command}: only 'run' takes a cell", "write %%dsenv run")
+                return self._run_cell(args, cell)
+            return self._line(args)
+        except DsenvError as e:
+            print(f"dsenv: {e.one_line()}", file=sys.stderr)
+        except SystemExit:  # argparse's own message was printed
+            pass
+        return None
+
+    def _path(self, args) -> Path:
+        return Path(args.env or (args.args[0] if args.args else notebook_folder()))
+
+    def _line(self, args):
+        from IPython.display import HTML, display
+
+        cmd = args.command
+        if cmd not in LINE_COMMANDS:
+            raise UsageError(f"%dsenv {cmd}: unknown command", f"use one of {', '.join(LINE_COMMANDS)}")
+        if cmd == "plan":
+            p = api.plan(self._path(args), show=True)
+            print("\n".join(f"{r.requirement:<30} {'; '.join(r.sources[:2])}" for r in p.spec.requirements))
+            print(f"image {p.build.tag} ({'up to date' if p.image_exists else 'to build'})")
+            return p
+        if cmd == "build":
+            result = api.build(self._path(args), on_event=_Steps())
+            print(f"{'built' if result.built else 'up to date:'} {result.tag}")
+            return result.tag
+        if cmd == "run":
+            result = containers.run(self._path(args), containers.RunOptions(image=args.image, gpus=args.gpus))
+            display(HTML(f'<a href="{result.url}" target="_blank">{result.name}: JupyterLab</a>'))
+            return result.url
+        if cmd == "ps":
+            for c in containers.ps():
+                print(f"{c.name:<30} {c.status:<8} {c.url or ''}")
+            return None
+        if cmd == "gpus":
+            from .. import gpu
+
+            for d in gpu.discover().devices:
+                print(f"{d.index} {d.uuid} {d.name} {d.memory_used / 2**30:.1f}/{d.memory_total / 2**30:.1f} GiB")
+            return None
+        if not args.args:
+            raise UsageError(f"%dsenv {cmd} needs a container name", "see %dsenv ps")
+        if cmd == "stop":
+            containers.stop(args.args[0])
+        else:
+            print("".join(containers.logs(args.args[0])), end="")
+        return None
+
+    def _run_cell(self, args, cell: str) -> None:
+        from IPython.display import publish_display_data
+
+        from ..remote_kernel import RemoteKernel
+
+        key = (str(self._path(args).resolve()) if not args.image else None, args.image, args.gpus)
+        kernel = self.kernels.get(key)
+        if kernel is None:
+            kernel = RemoteKernel.start(None if args.image else self._path(args), image=args.image, gpus=args.gpus)
+            self.kernels[key] = kernel
+        result = kernel.execute(
+            cell,
+            on_stream=lambda name, text: (sys.stderr if name == "stderr" else sys.stdout).write(text),
+            on_display=lambda data, metadata: publish_display_data(data, metadata),
+        )
+        if result.status == "error":
+            print("\n".join(result.traceback), file=sys.stderr)
+
+    def close(self) -> None:
+        """Stop every kernel container these magics started."""
+        for kernel in self.kernels.values():
+            try:
+                kernel.stop()
+            except Exception:
+                pass
+        self.kernels.clear()
+
+
+class _Steps:
+    """Build progress as one line a step (plain text; the widgets panel shows a bar)."""
+
+    def __call__(self, event) -> None:
+        if event.line.startswith("Step "):
+            print(f"[{event.step}/{event.total}] {event.line.split(' : ', 1)[-1][:100]}", flush=True)
+
+
+def load_ipython_extension(ip) -> None:
+    """%load_ext dsenv"""
+    ip.register_magics(DsenvMagics(ip))

@@ -1,0 +1,67 @@
+"""The %dsenv magics in a real IPython shell against the real daemon: %%dsenv run cells in the env's kernel."""
+from __future__ import annotations
+
+import pytest
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+
+from dsenv import containers
+
+
+@pytest.fixture(scope="module")
+def shell():
+    sh = InteractiveShell.instance()
+    sh.run_line_magic("load_ext", "dsenv")
+    yield sh
+    magics = sh.magics_manager.registry["DsenvMagics"]
+    magics.close()
+
+
+def cell(sh, text: str):
+    with capture_output() as out:
+        sh.run_cell(text)
+    return out
+
+
+def test_build_and_plan_line_magics(shell, example):
+    folder, built = example
+    out = cell(shell, f"%dsenv build {folder}")
+    assert f"up to date: {built.tag}" in out.stdout
+    out = cell(shell, f"%dsenv plan {folder}")
+    assert "numpy" in out.stdout and built.tag in out.stdout
+
+
+def test_cells_run_in_one_remote_kernel_with_streams_rich_outputs_and_errors(shell, example):
+    folder, _ = example
+    env = f"%%dsenv run --env {folder}\n"
+    first = cell(shell, env + "x = 21\nimport os\nprint('inside', os.environ['HOME'])")
+    assert first.stdout == "inside /home/dsenv\n", first.stderr
+    second = cell(shell, env + "x * 2")
+    assert [o.data for o in second.outputs] == [{"text/plain": "42"}]
+    png = cell(shell, env + "import io, matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+                            "from IPython.display import Image, display\nfig = plt.figure(); plt.plot([1, 2])\n"
+                            "buf = io.BytesIO(); fig.savefig(buf, format='png'); display(Image(buf.getvalue()))")
+    (rich,) = png.outputs
+    assert "image/png" in rich.data and len(rich.data["image/png"]) > 100
+    failing = cell(shell, env + "1 / 0")
+    assert "ZeroDivisionError" in failing.stderr and "Traceback" in failing.stderr
+    local = cell(shell, "z = 5\nprint(z)")
+    assert local.stdout == "5\n"
+    names = [k.name for k in shell.magics_manager.registry["DsenvMagics"].kernels.values()]
+    assert len(names) == 1 and names[0] in {c.name for c in containers.ps() if c.status == "running"}
+
+
+def test_errors_are_one_short_line(shell):
+    out = cell(shell, "%dsenv plan /nonexistent-dsenv-folder")
+    assert out.stderr.startswith("dsenv: /nonexistent-dsenv-folder: no such file or folder (hint:")
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+    out = cell(shell, "%dsenv frobnicate")
+    assert "unknown command" in out.stderr
+
+
+def test_closing_stops_the_kernel_containers(shell, example):
+    magics = shell.magics_manager.registry["DsenvMagics"]
+    names = [k.name for k in magics.kernels.values()]
+    magics.close()
+    running = {c.name for c in containers.ps()}
+    assert not set(names) & running
