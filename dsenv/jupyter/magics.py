@@ -12,20 +12,27 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from .. import api, containers
 from ..errors import DsenvError, UsageError
 
-LINE_COMMANDS = ("plan", "build", "run", "ps", "stop", "logs", "gpus")
+LINE_COMMANDS = ("plan", "build", "run", "ps", "stop", "logs", "commit", "push", "gpus", "repro", "panel")
+
+
+def session_notebook() -> Path | None:
+    """The notebook this kernel runs, from JPY_SESSION_NAME (set by Jupyter), if it names one that exists."""
+    session = os.environ.get("JPY_SESSION_NAME")
+    if session and Path(session).suffix == ".ipynb" and Path(session).exists():
+        return Path(session)
+    return None
 
 
 def notebook_folder() -> Path:
-    """The folder of the notebook this kernel runs (JPY_SESSION_NAME, set by Jupyter), else the working folder."""
-    session = os.environ.get("JPY_SESSION_NAME")
-    if session and Path(session).suffix == ".ipynb" and Path(session).exists():
-        return Path(session).resolve().parent
-    return Path.cwd()
+    """The folder of the notebook this kernel runs, else the working folder."""
+    found = session_notebook()
+    return found.resolve().parent if found else Path.cwd()
 
 
 @magics_class
 class DsenvMagics(Magics):
-    """%dsenv plan|build|run|ps|stop|logs|gpus and %%dsenv run (the cell runs in the environment's kernel)."""
+    """%dsenv plan|build|run|ps|stop|logs|commit|push|gpus|repro|panel and %%dsenv run (the cell runs in the
+    environment's kernel)."""
 
     def __init__(self, shell) -> None:
         super().__init__(shell)
@@ -33,8 +40,10 @@ class DsenvMagics(Magics):
         atexit.register(self.close)
 
     @magic_arguments()
-    @argument("command", nargs="?", default="plan", help="plan, build, run, ps, stop, logs, gpus")
-    @argument("args", nargs="*", help="a path (default: this notebook's folder) or a container name")
+    @argument("command", nargs="?", default="plan", help=", ".join(LINE_COMMANDS))
+    @argument("args", nargs="*", help="a path (default: this notebook's folder), a container name (stop, logs, "
+              "commit NAME TAG) or a tag (push TAG)")
+    @argument("-m", "--message", default="", help="commit: the commit message")
     @argument("--env", help="the notebook or folder whose environment to use")
     @argument("--image", help="an image to run instead of building")
     @argument("--gpus", help="N, all, or GPU UUIDs")
@@ -69,7 +78,9 @@ class DsenvMagics(Magics):
             print(f"image {p.build.tag} ({'up to date' if p.image_exists else 'to build'})")
             return p
         if cmd == "build":
-            result = api.build(self._path(args), on_event=_Steps())
+            from .panel import progress_callback
+
+            result = api.build(self._path(args), on_event=progress_callback(self.shell))
             print(f"{'built' if result.built else 'up to date:'} {result.tag}")
             return result.tag
         if cmd == "run":
@@ -80,6 +91,25 @@ class DsenvMagics(Magics):
             for c in containers.ps():
                 print(f"{c.name:<30} {c.status:<8} {c.url or ''}")
             return None
+        if cmd == "panel":
+            from .panel import panel
+
+            view = panel(self._path(args))
+            display(view.widget)
+            return view
+        if cmd == "repro":
+            from .. import repro
+
+            notebook = Path(args.args[0]) if args.args else _this_notebook()
+            done = repro.repro(notebook, gpus=args.gpus)
+            print(f"{done.output} ({done.seconds:.1f} s, image {done.provenance.get('image_id', '')[:19]})")
+            return done.output
+        if cmd == "push":
+            if not args.args:
+                raise UsageError("%dsenv push needs a tag", "write %dsenv push repo:tag")
+            pushed = containers.push(args.args[0])
+            print(f"pushed {pushed.ref} {pushed.digest}")
+            return pushed.digest
         if cmd == "gpus":
             from .. import gpu
 
@@ -88,6 +118,12 @@ class DsenvMagics(Magics):
             return None
         if not args.args:
             raise UsageError(f"%dsenv {cmd} needs a container name", "see %dsenv ps")
+        if cmd == "commit":
+            if len(args.args) != 2:
+                raise UsageError("%dsenv commit needs a container name and a tag", 'write %dsenv commit NAME repo:tag -m "..."')
+            done = containers.commit(args.args[0], args.args[1], args.message)
+            print(f"committed {args.args[0]} as {done.tag} ({done.id[:19]})")
+            return done.tag
         if cmd == "stop":
             containers.stop(args.args[0])
         else:
@@ -122,12 +158,12 @@ class DsenvMagics(Magics):
         self.kernels.clear()
 
 
-class _Steps:
-    """Build progress as one line a step (plain text; the widgets panel shows a bar)."""
-
-    def __call__(self, event) -> None:
-        if event.line.startswith("Step "):
-            print(f"[{event.step}/{event.total}] {event.line.split(' : ', 1)[-1][:100]}", flush=True)
+def _this_notebook() -> Path:
+    """The notebook this kernel runs (JPY_SESSION_NAME), for %dsenv repro without a path."""
+    found = session_notebook()
+    if found:
+        return found
+    raise UsageError("%dsenv repro: this kernel does not say which notebook it runs", "write %dsenv repro NOTEBOOK")
 
 
 def load_ipython_extension(ip) -> None:

@@ -1,6 +1,11 @@
 """The %dsenv magics in a real IPython shell against the real daemon: %%dsenv run cells in the env's kernel."""
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.utils.capture import capture_output
@@ -49,6 +54,34 @@ def test_cells_run_in_one_remote_kernel_with_streams_rich_outputs_and_errors(she
     assert local.stdout == "5\n"
     names = [k.name for k in shell.magics_manager.registry["DsenvMagics"].kernels.values()]
     assert len(names) == 1 and names[0] in {c.name for c in containers.ps() if c.status == "running"}
+
+
+def test_interrupting_a_cell_interrupts_the_remote_code_and_keeps_its_state(shell, example):
+    folder, _ = example
+    env = f"%%dsenv run --env {folder}\n"
+    cell(shell, env + "kept = 'still here'")
+    timer = threading.Timer(3, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        out = cell(shell, env + "import time\nfor i in range(120):\n    time.sleep(0.5)")
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 20
+    assert "KeyboardInterrupt" in out.stderr
+    assert cell(shell, env + "print(kept)").stdout == "still here\n"
+
+
+def test_panel_commit_and_push_magics(shell, example):
+    folder, _ = example
+    with capture_output():
+        view = shell.run_line_magic("dsenv", f"panel {folder}")
+    view.wait(60)
+    assert "numpy" in view.env.value and "up to date" in view.state.value
+    view.close()
+    assert "needs a tag" in cell(shell, "%dsenv push").stderr
+    assert "needs a container name and a tag" in cell(shell, "%dsenv commit only-a-name").stderr
+    assert "no container named no-such-container" in cell(shell, "%dsenv commit no-such-container repo:tag -m msg").stderr
 
 
 def test_errors_are_one_short_line(shell):
