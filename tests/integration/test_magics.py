@@ -36,6 +36,20 @@ def test_build_and_plan_line_magics(shell, example):
     assert "numpy" in out.stdout and built.tag in out.stdout
 
 
+def test_run_ps_logs_stop_line_magics(shell, example, cleanup_containers):
+    folder, _ = example
+    with capture_output() as out:
+        url = shell.run_line_magic("dsenv", f"run {folder}")
+    (link,) = out.outputs
+    assert url.startswith("http://127.0.0.1:") and f'href="{url}"' in link.data["text/html"]
+    name = next(c.name for c in containers.ps() if c.url == url)
+    cleanup_containers.append(name)
+    assert name in cell(shell, "%dsenv ps").stdout
+    assert "Jupyter" in cell(shell, f"%dsenv logs {name}").stdout
+    cell(shell, f"%dsenv stop {name}")
+    assert name not in {c.name for c in containers.ps() if c.status == "running"}
+
+
 def test_cells_run_in_one_remote_kernel_with_streams_rich_outputs_and_errors(shell, example):
     folder, _ = example
     env = f"%%dsenv run --env {folder}\n"
