@@ -1,6 +1,7 @@
 """The public Python API: every front-end (CLI, magics, panels, papermill engine) calls these functions."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform as host_platform
 import tempfile
@@ -53,9 +54,18 @@ def lock_platform(arch: str | None = None) -> str:
     return f"{machine}-manylinux_2_28"
 
 
-def _spec(path: str | Path, config: Config) -> tuple[Target, EnvSpec]:
+def _spec(path: str | Path, config: Config, cuda: str | None = None) -> tuple[Target, EnvSpec]:
+    """The target and its spec, with the CUDA cap applied (torch constraint, nvidia/cuda base) and noted."""
+    from . import cuda as cuda_caps
+
     target = find_target(path)
-    return target, build_spec(target, default_python=config.python)
+    spec = build_spec(target, default_python=config.python)
+    choice = cuda_caps.decide([r.name for r in spec.requirements], spec.base, option=cuda, configured=config.cuda,
+                              host_cuda=cuda_caps.host_cuda_version)
+    if choice.constraints or choice.base != spec.base or choice.notes:
+        spec = dataclasses.replace(spec, constraints=choice.constraints, base=choice.base,
+                                   notes=[*spec.notes, *choice.notes])
+    return target, spec
 
 
 def _current_lock(target: Target, spec: EnvSpec, platform: str, as_of: str | None, upgrade: bool) -> tuple[locking.Lock, str]:
@@ -79,10 +89,12 @@ def write_lock_file(path: Path, text: str) -> None:
         raise
 
 
-def lock(path: str | Path, *, as_of: str | None = None, upgrade: bool = False) -> tuple[Path, locking.Lock, str]:
-    """Resolve the environment of a notebook or folder and write its lock file; returns (path, lock, state)."""
+def lock(path: str | Path, *, as_of: str | None = None, upgrade: bool = False,
+         cuda: str | None = None) -> tuple[Path, locking.Lock, str]:
+    """Resolve the environment of a notebook or folder and write its lock file; returns (path, lock, state).
+    cuda: the CUDA version to cap torch / nvidia/cuda bases at (default: the config, else this host's driver)."""
     config = load_config()
-    target, spec = _spec(path, config)
+    target, spec = _spec(path, config, cuda)
     platform = lock_platform(_engine_arch(required=False))
     result, state = _current_lock(target, spec, platform, as_of, upgrade)
     if state != "current":
@@ -181,13 +193,14 @@ def _bake_files(target: Target) -> dict[str, bytes]:
 
 
 def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake: bool = False,
-         upgrade: bool = False, show: bool = False) -> Plan:
+         upgrade: bool = False, show: bool = False, cuda: str | None = None) -> Plan:
     """Everything a build would do, without building: spec with sources, lock, Dockerfile, tag, up to date or not.
-    show: the Dockerfile will be shown, so render the builder variant this machine uses even when up to date."""
+    show: the Dockerfile will be shown, so render the builder variant this machine uses even when up to date.
+    cuda: cap torch / nvidia/cuda bases at this CUDA version (default: the config, else this host's driver)."""
     from . import engine
 
     config = load_config()
-    target, spec = _spec(path, config)
+    target, spec = _spec(path, config, cuda)
     base, base_id = choose_base(spec, config)
     arch = _engine_arch(required=False)
     platform = lock_platform(arch)
@@ -206,13 +219,14 @@ def plan(path: str | Path, *, as_of: str | None = None, full: bool = False, bake
 
 
 def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bake: bool = False,
-          upgrade: bool = False, no_cache: bool = False, on_event: Callable | None = None) -> BuildResult:
+          upgrade: bool = False, no_cache: bool = False, on_event: Callable | None = None,
+          cuda: str | None = None) -> BuildResult:
     """Build the environment's image unless an image with its content tag exists; writes the lock file if it changed.
-    no_cache: build every layer again (the builder's layer cache is not used)."""
+    no_cache: build every layer again (the builder's layer cache is not used); cuda: as for plan."""
     from . import engine
 
     start = time.monotonic()
-    p = plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade)
+    p = plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade, cuda=cuda)
     if p.lock_state != "current":
         write_lock_file(p.target.lock_path, p.lock.text)
     if p.image_exists:

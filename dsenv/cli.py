@@ -47,12 +47,14 @@ def main(ctx: click.Context, debug: bool) -> None:
 _path = click.argument("path", type=click.Path(path_type=Path), default=".")
 _as_of = click.option("--as-of", metavar="DATE", help="Resolve with packages published up to DATE (YYYY-MM-DD).")
 _upgrade = click.option("--upgrade", is_flag=True, help="Resolve again even if the lock is current.")
+_cuda = click.option("--cuda", metavar="X.Y", help="Cap torch builds and nvidia/cuda bases at this CUDA version "
+                     "(default: DSENV_CUDA or the config, else this host's NVIDIA driver).")
 
 
 def _image_options(full_help: str, bake_help: str):
-    """The options plan and build share: path, --as-of, --upgrade, --full, --bake."""
+    """The options plan and build share: path, --as-of, --upgrade, --cuda, --full, --bake."""
     def decorate(f):
-        for option in reversed((_path, _as_of, _upgrade, click.option("--full", is_flag=True, help=full_help),
+        for option in reversed((_path, _as_of, _upgrade, _cuda, click.option("--full", is_flag=True, help=full_help),
                                 click.option("--bake", is_flag=True, help=bake_help))):
             f = option(f)
         return f
@@ -68,9 +70,10 @@ def _origin(sources: tuple[str, ...]) -> str:
 @_image_options("Show the full Dockerfile even where an incremental build applies.",
                 "Plan an image with the notebooks copied in.")
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
-def plan(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, as_json: bool) -> None:
+def plan(path: Path, as_of: str | None, upgrade: bool, cuda: str | None, full: bool, bake: bool,
+         as_json: bool) -> None:
     """Show requirements and where each came from, the lock, the Dockerfile and the image tag, without building."""
-    p = api.plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade, show=True)
+    p = api.plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade, show=True, cuda=cuda)
     s = p.spec
     if as_json:
         click.echo(json.dumps({
@@ -115,9 +118,10 @@ def plan(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, a
 @_path
 @_as_of
 @_upgrade
-def lock(path: Path, as_of: str | None, upgrade: bool) -> None:
+@_cuda
+def lock(path: Path, as_of: str | None, upgrade: bool, cuda: str | None) -> None:
     """Resolve exact versions (with hashes) for the target Python and Linux, and write dsenv.lock."""
-    where, lk, state = api.lock(path, as_of=as_of, upgrade=upgrade)
+    where, lk, state = api.lock(path, as_of=as_of, upgrade=upgrade, cuda=cuda)
     verb = {"current": "is up to date", "new": "written", "stale": "updated"}[state]
     click.echo(f"{where} {verb}: {len(lk.packages)} packages")
 
@@ -151,11 +155,11 @@ class _Progress:
 @click.option("--check", is_flag=True, help="After building, import every module the notebooks import inside the image.")
 @click.option("--json", "as_json", is_flag=True, help="Progress and result as JSON lines.")
 @click.option("-v", "--verbose", is_flag=True, help="Show every line of build output.")
-def build(path: Path, as_of: str | None, upgrade: bool, full: bool, bake: bool, no_cache: bool, check: bool,
-          as_json: bool, verbose: bool) -> None:
+def build(path: Path, as_of: str | None, upgrade: bool, cuda: str | None, full: bool, bake: bool, no_cache: bool,
+          check: bool, as_json: bool, verbose: bool) -> None:
     """Build the environment's image through the Docker daemon (nothing is built when it is up to date)."""
     result = api.build(path, as_of=as_of, upgrade=upgrade, full=full, bake=bake, no_cache=no_cache,
-                       on_event=_Progress(as_json, verbose))
+                       on_event=_Progress(as_json, verbose), cuda=cuda)
     failed: dict[str, str] = {}
     if check:
         failed = api.check_imports(result.tag, result.plan.spec.imports)

@@ -26,6 +26,7 @@ class Config:
     python: str = "3.11"
     ca_bundle: str | None = None
     base_image_set: bool = False
+    cuda: str | None = None
 
 
 def config_path() -> Path:
@@ -37,7 +38,8 @@ def config_path() -> Path:
 
 
 def load_config() -> Config:
-    """The config file merged with environment overrides (DSENV_BASE_IMAGE, DSENV_PYTHON, DSENV_CA_BUNDLE)."""
+    """The config file merged with environment overrides (DSENV_BASE_IMAGE, DSENV_PYTHON, DSENV_CA_BUNDLE,
+    DSENV_CUDA)."""
     data: dict = {}
     path = config_path()
     if path.is_file():
@@ -51,6 +53,7 @@ def load_config() -> Config:
         python=str(os.environ.get("DSENV_PYTHON") or data.get("python") or "3.11"),
         ca_bundle=os.environ.get("DSENV_CA_BUNDLE") or data.get("ca_bundle"),
         base_image_set=bool(base),
+        cuda=str(os.environ.get("DSENV_CUDA") or data.get("cuda") or "") or None,
     )
 
 

@@ -20,7 +20,7 @@ RUNTIME = {
     "notebook": ("ipykernel", "papermill", "notebook", "pip"),
     "kernel": ("ipykernel", "papermill", "pip"),
 }
-USER_IN, RUNTIME_IN = "requirements.in", "runtime.in"
+USER_IN, RUNTIME_IN, CONSTRAINTS_IN = "requirements.in", "runtime.in", "constraints.in"
 HEADER = "# dsenv lock"
 
 
@@ -55,14 +55,18 @@ class Lock:
 
 
 def lock_inputs(spec: EnvSpec, platform: str, as_of: str | None) -> dict:
-    """Everything the resolution depends on; its hash tells whether an existing lock is still valid."""
-    return {
+    """Everything the resolution depends on; its hash tells whether an existing lock is still valid (the spec's
+    constraints, limits that are the build host's rather than the notebook's, count only when there are some)."""
+    inputs = {
         "as_of": as_of,
         "platform": platform,
         "python": spec.python,
         "requirements": sorted((r.requirement for r in spec.requirements), key=str.lower),
         "runtime": list(RUNTIME[spec.jupyter]),
     }
+    if spec.constraints:
+        inputs["constraints"] = sorted(spec.constraints)
+    return inputs
 
 
 def inputs_sha256(inputs: dict) -> str:
@@ -88,8 +92,10 @@ def is_current(lock: Lock | None, spec: EnvSpec, platform: str, as_of: str | Non
 
 
 def resolve(spec: EnvSpec, platform: str, as_of: str | None = None) -> Lock:
-    """Resolve the spec (plus the Jupyter runtime) with `uv pip compile` for the target Python and platform."""
+    """Resolve the spec (plus the Jupyter runtime) with `uv pip compile` for the target Python and platform, within
+    the constraints (uv's --constraint: they limit versions, they add no package)."""
     inputs = lock_inputs(spec, platform, as_of)
+    constraints = spec.constraints
     digest = inputs_sha256(inputs)
     with tempfile.TemporaryDirectory(prefix="dsenv-lock-") as tmp:
         Path(tmp, USER_IN).write_text("".join(r.requirement + "\n" for r in spec.requirements))
@@ -98,6 +104,9 @@ def resolve(spec: EnvSpec, platform: str, as_of: str | None = None) -> Lock:
                "--python-platform", platform, "--generate-hashes", "--no-header", "--quiet"]
         if as_of:
             cmd += ["--exclude-newer", as_of]
+        if constraints:
+            Path(tmp, CONSTRAINTS_IN).write_text("".join(c + "\n" for c in sorted(constraints)))
+            cmd += ["--constraint", CONSTRAINTS_IN]
         env = {**os.environ, "UV_NO_PROGRESS": "1", "NO_COLOR": "1"}
         env.pop("VIRTUAL_ENV", None)
         try:
@@ -105,14 +114,21 @@ def resolve(spec: EnvSpec, platform: str, as_of: str | None = None) -> Lock:
         except subprocess.TimeoutExpired as e:
             raise LockError("resolving the requirements took over 10 minutes", "check the network or the index") from e
     if proc.returncode != 0:
-        raise _lock_error(proc.stderr, spec)
+        error = _lock_error(proc.stderr, spec)
+        if constraints and "torch" in error.message:
+            error = LockError(f"{error.message} (with {', '.join(constraints)} for this host's CUDA)",
+                              "pin a torch built for an older CUDA, update the NVIDIA driver, or pass --cuda for the "
+                              "GPU host this image is for", error.packages)
+        raise error
     header = [
         HEADER + f" for Python {spec.python} on {platform}" + (f", packages as of {as_of}" if as_of else ""),
         "# Made by `dsenv lock` with `uv pip compile`; edit the notebook or its requirement files, not this file.",
+        *([f"# Constrained for this host's CUDA: {', '.join(sorted(constraints))}"] if constraints else []),
         f"# inputs: sha256:{digest}",
         "",
     ]
-    body = proc.stdout.replace(f"-r {USER_IN}", "-r notebook requirements").replace(f"-r {RUNTIME_IN}", "-r dsenv runtime")
+    body = proc.stdout.replace(f"-r {USER_IN}", "-r notebook requirements").replace(f"-r {RUNTIME_IN}", "-r dsenv runtime").replace(
+        f"-c {CONSTRAINTS_IN}", "-c the CUDA cap")
     text = "\n".join(header) + body
     return Lock(text=text, inputs_sha256=digest, packages=parse_packages(text))
 

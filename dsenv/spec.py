@@ -54,6 +54,7 @@ class EnvSpec:
     post_build: str | None = None
     notes: list[str] = field(default_factory=list)
     imports: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()  # the build host's limits on versions (the CUDA cap); not the notebook's
 
     def canonical(self) -> dict[str, Any]:
         """The content that defines the environment (sources left out), with every list sorted."""
@@ -251,6 +252,8 @@ def _infer_notebook(c: _Collector, nb, target: Target, stdlib: frozenset[str], l
         if f.kind == "import":
             top = f.value.split(".")[0]
             if top in stdlib or top in local or top.startswith("_"):
+                continue
+            if top == "dsenv":  # dsenv.record: dsenv's runs put it on the kernel's path; never a PyPI requirement
                 continue
             if f.optional:
                 notes.append(f"{name}: optional import {f.value} (inside try/except ImportError) not required")
