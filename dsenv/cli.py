@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import __version__, api
-from .errors import ContainerNotFound, DsenvError, UsageError
+from .errors import ContainerNotFound, DsenvError, UsageError, mask_credentials
 
 
 class _Group(click.Group):
@@ -31,7 +31,8 @@ class _Group(click.Group):
         except Exception as e:  # a bug, not a user error: still one line unless --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"dsenv: internal error: {type(e).__name__}: {e} (hint: rerun with --debug and report it)", err=True)
+            click.echo(f"dsenv: internal error: {type(e).__name__}: {mask_credentials(str(e))} (hint: rerun with --debug "
+                       "and report it)", err=True)
             ctx.exit(70)
 
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import engine
-from .errors import ContainerNotFound, DsenvError, ImageTagExists, NameInUse, PortInUse, RunError, UsageError
+from .errors import (ContainerNotFound, DsenvError, ImageTagExists, NameInUse, OutOfMemory, PortInUse, RunError,
+                     UsageError)
 
 WORKDIR = "/home/dsenv/work"
 JUPYTER_PORT = 8888
@@ -101,6 +102,18 @@ def parse_port(text: str) -> tuple[int, int]:
     return host, ctr
 
 
+def check_resources(o: RunOptions) -> None:
+    """Memory and shm sizes with a unit (512m, 8g), CPUs > 0, a container name Docker accepts."""
+    for flag, value in (("--memory", o.memory), ("--shm-size", o.shm_size)):
+        if value is not None and not re.fullmatch(r"\d+(\.\d+)?[bkmgBKMG]?", str(value).strip()):
+            raise UsageError(f"{flag} {value}: not a size", f"write a number with a unit, e.g. {flag} 8g or 512m")
+    if o.cpus is not None and o.cpus <= 0:
+        raise UsageError(f"--cpus {o.cpus:g}: not a positive number of CPUs", "write e.g. --cpus 2 or --cpus 0.5")
+    if o.name is not None and not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*", o.name):
+        raise UsageError(f"--name {o.name}: not a container name", "use letters, digits, _ . and -, starting with a "
+                         "letter or digit")
+
+
 def parse_volume(text: str, allow_dangerous: bool = False) -> str:
     """'host:ctr[:ro|rw]' with an existing host path (made absolute) -> a Docker bind string."""
     parts = text.split(":")
@@ -179,6 +192,8 @@ def _wait_for_jupyter(cid: str, port: int, token: str, timeout: float) -> None:
         if tries % 25 == 0:
             info = engine.inspect(cid)
             if info.status not in ("running", "created"):
+                if info.oom_killed:
+                    raise OutOfMemory(f"Jupyter in {info.name}", info.labels.get("io.dsenv.memory") or None)
                 raise RunError(f"Jupyter exited before answering (code {info.exit_code}): {_log_tail(cid)}",
                                "fix what the log lines say; the container was removed")
         time.sleep(0.02)
@@ -220,7 +235,12 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
     for key in o.env:
         if not ENV_NAME.match(key):
             raise UsageError(f"-e {key}=...: not a valid environment variable name", "use letters, digits and _")
+    check_resources(o)
     user_ports = [parse_port(p) for p in o.ports]
+    for host_port, ctr in user_ports:
+        if host_port < 1024:
+            raise UsageError(f"-p {host_port}: host ports below 1024 are the system's",
+                             f"publish on a higher host port, e.g. -p {8000 + host_port}:{ctr}")
     binds = [parse_volume(v, o.allow_dangerous_mounts) for v in o.volumes]
     bind_ip = "0.0.0.0" if o.expose else "127.0.0.1"
     for host_port, _ in user_ports:
@@ -248,7 +268,7 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
         nano_cpus=int(o.cpus * 1e9) if o.cpus else None, shm_size=o.shm_size, user=f"{os.getuid()}:{os.getgid()}",
         working_dir=WORKDIR,
         labels={"io.dsenv.managed": "1", "io.dsenv.name": env_name, "io.dsenv.notebook": folder,
-                "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else ""},
+                "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else "", "io.dsenv.memory": o.memory or ""},
     )
     import contextlib
 
@@ -275,6 +295,8 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
             if on_output:
                 on_output(chunk)
         code = engine.wait(cid)
+        if code and engine.inspect(cid).oom_killed:
+            raise OutOfMemory(name, o.memory)
     finally:
         if not o.keep:
             engine.remove(cid)
@@ -408,9 +430,15 @@ def push(ref: str, registry: str | None = None, on_progress: Callable[[dict], No
     if not engine.image_info(f"{repo}:{tag}"):
         raise UsageError(f"no local image {repo}:{tag}", "list images with 'dsenv images' or 'docker images'")
     remote = f"{registry.rstrip('/')}/{repo}" if registry else repo
+    made_tag = bool(registry) and engine.image_info(f"{remote}:{tag}") is None
     if registry:
         engine.tag_image(f"{repo}:{tag}", remote, tag)
-    digest = engine.push(remote, tag, on_progress)
+    try:
+        digest = engine.push(remote, tag, on_progress)
+    except BaseException:
+        if made_tag:  # a failed or interrupted push leaves no registry-named tag behind
+            engine.remove_image(f"{remote}:{tag}")
+        raise
     return PushResult(f"{remote}:{tag}", digest)
 
 

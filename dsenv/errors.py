@@ -1,6 +1,16 @@
 """The one exception hierarchy of dsenv: every failure a user can meet, with a one-line message and a hint."""
 from __future__ import annotations
 
+import re
+
+
+CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]+):(?P<password>[^@\s/]+)@")
+
+
+def mask_credentials(text: str) -> str:
+    """user:password@ in URLs becomes user:****@ (error messages, logs and plans never show a password)."""
+    return CREDENTIALS.sub(lambda m: f"{m.group('scheme')}{m.group('user')}:****@", text)
+
 
 class DsenvError(Exception):
     """Base of every dsenv error: a one-line message saying what went wrong and a hint saying what to do."""
@@ -9,10 +19,11 @@ class DsenvError(Exception):
     hint = ""
 
     def __init__(self, message: str, hint: str | None = None) -> None:
+        message = mask_credentials(message)
         super().__init__(message)
         self.message = message
         if hint is not None:
-            self.hint = hint
+            self.hint = mask_credentials(hint)
 
     def __str__(self) -> str:
         return self.message
@@ -122,6 +133,16 @@ class BootstrapError(DsenvError):
 
 class RunError(EngineError):
     """A container could not be started or did not come up (Jupyter not answering, bad mount, bad option)."""
+
+
+class OutOfMemory(RunError):
+    """The container was killed by its memory limit (the kernel's OOM killer); exits 137 like the shell would."""
+
+    exit_code = 137
+
+    def __init__(self, name: str, limit: str | None) -> None:
+        super().__init__(f"{name} ran out of memory and was killed" + (f" (limit --memory {limit})" if limit else ""),
+                         "raise --memory, or use less memory" if limit else "free memory on the host, or use less")
 
 
 class PortInUse(RunError):

@@ -126,6 +126,7 @@ def _language(meta: dict[str, Any]) -> str:
 
 def _nbformat_read(path: Path, text: str) -> Notebook:
     import nbformat
+    from nbformat import ValidationError
     from nbformat.reader import NotJSONError
     captured: dict[str, Any] = {}
     logger = logging.getLogger("traitlets")
@@ -135,8 +136,8 @@ def _nbformat_read(path: Path, text: str) -> Notebook:
         nb = nbformat.reads(text, as_version=4, capture_validation_error=captured)
     except NotJSONError as e:
         raise NotebookError(str(path), f"not valid JSON ({_json_problem(text)})") from e
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise NotebookError(str(path), f"not a notebook nbformat can read ({e})") from e
+    except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as e:
+        raise NotebookError(str(path), f"not a notebook nbformat can read ({str(e).splitlines()[0][:200]})") from e
     finally:
         logger.setLevel(previous)
     if "ValidationError" in captured:

@@ -10,7 +10,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
-from .errors import SpecError
+from .errors import CREDENTIALS, SpecError, mask_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,9 +50,14 @@ def parse_requirement(text: str, source: str) -> Requirement:
     if re.match(r"^(git|hg|svn|bzr)\+", line) or re.match(r"^https?://", line):
         raise SpecError(source, f"URL requirement '{line}' has no package name", "write it as 'name @ URL'")
     try:
-        return Requirement(line)
+        req = Requirement(line)
     except InvalidRequirement as e:
         raise SpecError(source, f"invalid requirement '{line}': {str(e).splitlines()[0]}") from e
+    if req.url and CREDENTIALS.search(req.url):
+        raise SpecError(source, f"requirement '{mask_credentials(line)}' carries a password in its URL",
+                        "it would be stored in the lock and the image: put the credentials in ~/.netrc or a keyring "
+                        "and write the URL without them")
+    return req
 
 
 def read_requirements_file(path: Path, source: str | None = None, _seen: set[Path] | None = None) -> list[str]:

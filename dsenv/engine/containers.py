@@ -26,6 +26,7 @@ class ContainerInfo:
     env: dict[str, str] = field(default_factory=dict)
     created: str = ""
     exit_code: int | None = None
+    oom_killed: bool = False
 
 
 @dataclass
@@ -120,6 +121,7 @@ def _container(d: dict[str, Any]) -> ContainerInfo:
         id=d["Id"], name=d.get("Name", "").lstrip("/"), image=config.get("Image", ""), status=state.get("Status", "?"),
         labels=dict(config.get("Labels") or {}), ports=ports, env=env, created=d.get("Created", ""),
         exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
+        oom_killed=bool(state.get("OOMKilled")),
     )
 
 
