@@ -355,12 +355,13 @@ def rm(names: tuple[str, ...]) -> None:
 @click.option("-m", "--message", default="", help="What changed.")
 @click.option("--author", help="Author (default: this user).")
 @click.option("--force", is_flag=True, help="Move an existing tag to the new image.")
+@click.option("--keep-env", is_flag=True, help="Keep the run's -e values (and its Jupyter token) in the image.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def commit(name: str, ref: str, message: str, author: str | None, force: bool, as_json: bool) -> None:
+def commit(name: str, ref: str, message: str, author: str | None, force: bool, keep_env: bool, as_json: bool) -> None:
     """Snapshot container NAME into image REF (repo:tag) with provenance labels."""
     from . import containers
 
-    result = containers.commit(name, ref, message, force=force, author=author)
+    result = containers.commit(name, ref, message, force=force, author=author, keep_env=keep_env)
     if as_json:
         click.echo(json.dumps({"tag": result.tag, "id": result.id, "labels": result.labels}))
     else:

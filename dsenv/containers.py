@@ -388,9 +388,12 @@ class CommitResult:
     labels: dict[str, str]
 
 
-def commit(name: str, ref: str, message: str = "", *, force: bool = False, author: str | None = None) -> CommitResult:
+def commit(name: str, ref: str, message: str = "", *, force: bool = False, author: str | None = None,
+           keep_env: bool = False) -> CommitResult:
     """Snapshot a dsenv container (running or stopped) into REPO:TAG with provenance labels: parent image, message,
-    author, time and the environment's `pip freeze`. An existing tag is never moved without force."""
+    author, time and the environment's `pip freeze`. An existing tag is never moved without force. The run's own
+    environment (-e values, the Jupyter token, GPU choices) is not kept in the image unless keep_env: those names
+    get back the image's values, or empty ones."""
     repo, tag = split_ref(ref)
     if not re.fullmatch(r"[a-z0-9]+(?:[._/:-][a-z0-9]+)*", repo) or not re.fullmatch(r"[\w][\w.-]{0,127}", tag):
         raise UsageError(f"{ref}: not a valid image reference", "use lowercase REPO[:TAG], e.g. team/exp1:v2")
@@ -412,7 +415,9 @@ def commit(name: str, ref: str, message: str = "", *, force: bool = False, autho
         "io.dsenv.commit.container": info.name,
         "io.dsenv.pip-freeze": freeze,
     }
-    image_id = engine.commit(info.id, repo, tag, message, labels["io.dsenv.commit.author"], labels)
+    reset = {} if keep_env else {k: (parent.env if parent else {}).get(k, "") for k, v in info.env.items()
+                                 if (parent.env if parent else {}).get(k) != v}
+    image_id = engine.commit(info.id, repo, tag, message, labels["io.dsenv.commit.author"], labels, reset)
     return CommitResult(f"{repo}:{tag}", image_id, labels)
 
 

@@ -1,7 +1,9 @@
 """Images: inspect, list, pull a base, import a root filesystem, remove."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+
+from dataclasses import dataclass, field
 from typing import Any
 
 from collections.abc import Callable
@@ -21,6 +23,7 @@ class ImageInfo:
     labels: dict[str, str]
     size: int
     created: str
+    env: dict[str, str] = field(default_factory=dict)
 
 
 def image_info(ref: str) -> ImageInfo | None:
@@ -42,7 +45,8 @@ def _info(d: dict) -> ImageInfo:
         import datetime
 
         created = datetime.datetime.fromtimestamp(created, datetime.timezone.utc).isoformat(timespec="seconds")
-    return ImageInfo(d["Id"], tuple(d.get("RepoTags") or ()), dict(labels), int(d.get("Size", 0)), str(created))
+    env = dict(item.split("=", 1) for item in (d.get("Config") or {}).get("Env") or [] if "=" in item)
+    return ImageInfo(d["Id"], tuple(d.get("RepoTags") or ()), dict(labels), int(d.get("Size", 0)), str(created), env)
 
 
 def list_images(label: str = MANAGED_LABEL, filters: dict[str, str] | None = None) -> list[ImageInfo]:
@@ -95,12 +99,26 @@ def remove_image(ref: str) -> None:
 
 
 
-def commit(container: str, repository: str, tag: str, message: str, author: str, labels: dict[str, str]) -> str:
-    """Snapshot a container (running or not) into repository:tag with extra labels; returns the image id."""
+def commit(container: str, repository: str, tag: str, message: str, author: str, labels: dict[str, str],
+           env: dict[str, str] | None = None) -> str:
+    """Snapshot a container (running or not) into repository:tag with extra labels; returns the image id.
+    env: values that replace the container's for these names. The engine copies the container's whole config into
+    the image (Env, and again under container_config), so then the snapshot is committed untagged, a container that
+    never runs is created from it, and that clean container is what becomes repository:tag: the values replaced
+    appear nowhere in the tagged image's config."""
+    api = client()
     with _translate(f"committing {container}"):
-        out = client().commit(container, repository=repository, tag=tag, message=message, author=author,
-                              conf={"Labels": labels})
-    return out["Id"]
+        if not env:
+            return api.commit(container, repository=repository, tag=tag, message=message, author=author,
+                              conf={"Labels": labels})["Id"]
+        changes = [f"ENV {k}={json.dumps(v)}" for k, v in sorted(env.items())]
+        snapshot = api.commit(container, message=message, author=author, changes=changes)["Id"]
+        clean = api.create_container(snapshot, labels={})["Id"]
+        try:
+            return api.commit(clean, repository=repository, tag=tag, message=message, author=author,
+                              conf={"Labels": labels})["Id"]
+        finally:
+            api.remove_container(clean, force=True)
 
 
 def tag_image(ref: str, repository: str, tag: str) -> None:
