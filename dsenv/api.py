@@ -13,6 +13,7 @@ from pathlib import Path
 from . import lock as locking
 from .config import DEFAULT_BASE, Config, ca_bundle, load_config
 from .errors import BaseImageMissing, DsenvError
+from .locks import file_lock, lock_path
 from .notebook import Target, find_target
 from .render import BuildPlan, render, repository_name
 from .spec import EnvSpec, build_spec
@@ -223,7 +224,6 @@ def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bak
           cuda: str | None = None) -> BuildResult:
     """Build the environment's image unless an image with its content tag exists; writes the lock file if it changed.
     no_cache: build every layer again (the builder's layer cache is not used); cuda: as for plan."""
-    from . import engine
 
     start = time.monotonic()
     p = plan(path, as_of=as_of, full=full, bake=bake, upgrade=upgrade, cuda=cuda)
@@ -231,6 +231,16 @@ def build(path: str | Path, *, as_of: str | None = None, full: bool = False, bak
         write_lock_file(p.target.lock_path, p.lock.text)
     if p.image_exists:
         return BuildResult(p.build.tag, image_id(p.build.tag) or "", False, time.monotonic() - start, p)
+    with file_lock(lock_path(f"build {p.build.tag}")):  # a concurrent build of the same environment: wait, reuse
+        existing = image_id(p.build.tag)
+        if existing:
+            return BuildResult(p.build.tag, existing, False, time.monotonic() - start, p)
+        return _build_image(p, start, no_cache, on_event)
+
+
+def _build_image(p: Plan, start: float, no_cache: bool, on_event: Callable | None) -> BuildResult:
+    from . import engine
+
     labels = {
         "org.opencontainers.image.created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "org.opencontainers.image.source": str(p.target.path),

@@ -132,10 +132,12 @@ def parse_volume(text: str, allow_dangerous: bool = False) -> str:
 
 
 def dsenv_gpu_holders() -> tuple[dict[str, list[str]], set[str]]:
-    """GPU UUID -> names of the running dsenv containers labelled with it, and those containers' ids."""
+    """GPU UUID -> names of the dsenv containers labelled with it that run or are about to (created), and their ids."""
     holders: dict[str, list[str]] = {}
     ids: set[str] = set()
-    for c in engine.list_managed(all_states=False):
+    for c in engine.list_managed(all_states=True):
+        if c.status not in ("created", "running", "restarting", "paused"):
+            continue
         ids.add(c.id)
         for uuid in filter(None, c.labels.get("io.dsenv.gpus", "").split(",")):
             holders.setdefault(uuid, []).append(c.name)

@@ -190,17 +190,11 @@ def allocate(devices: list[Gpu], holders: dict[str, list[str]], request: str, sh
 
 @contextlib.contextmanager
 def host_lock(path: Path | None = None) -> Iterator[None]:
-    """A host-wide exclusive lock (flock on a file) held while GPUs are chosen and the container is created."""
-    import fcntl
+    """A host-wide exclusive lock held while GPUs are chosen and the container is created."""
+    from .locks import file_lock
 
-    lock = path or LOCK_PATH
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with file_lock(path or LOCK_PATH):
         yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
 
 
 def main() -> None:  # pragma: no cover - for a bare GPU host: python -m dsenv.gpu [N]

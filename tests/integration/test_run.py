@@ -201,7 +201,7 @@ def test_chosen_gpus_reach_the_engine_as_device_request_env_and_label(example, i
         assert request["DeviceIDs"] == uuids and request["Capabilities"] == [["gpu"]]
         assert f"NVIDIA_VISIBLE_DEVICES={uuids[0]}" in attrs["Config"]["Env"]
         assert "NVIDIA_DRIVER_CAPABILITIES=compute,utility" in attrs["Config"]["Env"]
-        assert containers.dsenv_gpu_holders()[0] == {}  # created, not running: holds nothing yet
+        assert containers.dsenv_gpu_holders()[0] == {uuids[0]: [spec.name]}  # created: it holds them already
     finally:
         engine.remove(cid)
 
