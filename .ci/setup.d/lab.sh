@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Optional part: the JupyterLab panel. Node.js and npm (to build the labextension from labextension/) and Chromium
+# (tests/browser) from Debian, installed only when missing; then the prebuilt labextension, when the editable
+# install could not build it (on a fresh machine Node.js arrives here, after .ci/setup's pip install): built with
+# npm and installed into .venv by installing dsenv again. Idempotent; starts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export DEBIAN_FRONTEND=noninteractive
+need=()
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]} for the JupyterLab panel and its browser tests" >&2
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+built=dsenv/labserver/labextension/package.json
+installed=.venv/share/jupyter/labextensions/dsenv/package.json
+[ -x .venv/bin/pip ] || exit 0
+if [ ! -f "$built" ] || [ -n "$(find labextension/src labextension/style labextension/package.json -newer "$built" 2>/dev/null)" ]; then
+  echo "setup: building the JupyterLab labextension (labextension/ -> dsenv/labserver/labextension)" >&2
+  if ! (cd labextension && npm install --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null); then
+    echo "setup: the labextension did not build (see above); the panel's browser tests will be skipped" >&2
+    exit 0
+  fi
+fi
+if [ -f "$built" ] && ! cmp -s "$built" "$installed"; then
+  echo "setup: installing the built labextension into .venv" >&2
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
+fi
