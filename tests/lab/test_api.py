@@ -243,3 +243,47 @@ def test_import_dsenv_needs_no_jupyter_server():
     code = ("import sys, dsenv, dsenv.labserver; dsenv.labserver._jupyter_server_extension_points(); "
             "assert 'jupyter_server' not in sys.modules and 'tornado' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent)
+
+
+async def test_cross_origin_and_forged_cookie_writes_are_refused(api_call, jp_serverapp, jp_http_port, jp_base_url,
+                                                              example):
+    """jupyter_server's origin and XSRF rules hold for dsenv's handlers. A browser session (the login cookie) is
+    what a hostile page could ride on: its writes need the XSRF token and the server's own origin. (A request with
+    the token itself proves it knows the secret, and jupyter_server lets it through from any origin.)"""
+    from http.cookies import SimpleCookie
+    from urllib.parse import urlencode
+
+    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+    client = AsyncHTTPClient()
+    base = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    cookies: dict[str, str] = {}
+
+    def keep(response) -> None:
+        for header in response.headers.get_list("Set-Cookie"):
+            for name, morsel in SimpleCookie(header).items():
+                cookies[name] = morsel.value
+
+    async def fetch(url: str, **kwargs):
+        headers = {"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items()), **kwargs.pop("headers", {})}
+        try:
+            response = await client.fetch(url, headers=headers, follow_redirects=False, raise_error=True, **kwargs)
+        except HTTPClientError as e:
+            response = e.response
+        keep(response)
+        return response
+
+    keep(await fetch(base + "login"))
+    token = jp_serverapp.identity_provider.token
+    login = await fetch(base + "login", method="POST", body=urlencode({"_xsrf": cookies["_xsrf"], "password": token}))
+    assert login.code == 302 and any(k.startswith("username-") for k in cookies), login.code
+    body = json.dumps({"path": example})
+    ok = await fetch(base + "dsenv/api/jobs", headers={"X-XSRFToken": cookies["_xsrf"]})
+    assert ok.code == 200  # the cookie session works for reads
+    no_xsrf = await fetch(base + "dsenv/api/containers", method="POST", body=body)
+    assert no_xsrf.code == 403
+    cross = await fetch(base + "dsenv/api/containers", method="POST", body=body,
+                        headers={"X-XSRFToken": cookies["_xsrf"], "Origin": "http://evil.example"})
+    assert cross.code in (403, 404)  # jupyter_server answers a blocked cross-origin API request with 404
+    code, jobs = await api_call("jobs")
+    assert code == 200 and not jobs.get("jobs"), jobs
