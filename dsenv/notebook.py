@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -133,7 +134,9 @@ def _nbformat_read(path: Path, text: str) -> Notebook:
     previous = logger.level
     logger.setLevel(logging.CRITICAL)
     try:
-        nb = nbformat.reads(text, as_version=4, capture_validation_error=captured)
+        with warnings.catch_warnings():  # nbformat's own deprecation notes (missing cell ids...) are not the user's
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(text, as_version=4, capture_validation_error=captured)
     except NotJSONError as e:
         raise NotebookError(str(path), f"not valid JSON ({_json_problem(text)})") from e
     except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as e:
