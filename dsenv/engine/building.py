@@ -38,6 +38,12 @@ def make_context(files: dict[str, bytes], dockerfile: str) -> bytes:
     return buf.getvalue()
 
 
+def build_network() -> str | None:
+    """The network RUN steps use: DSENV_BUILD_NETWORK (e.g. host, for daemons whose bridge reaches no index), else
+    the daemon's default."""
+    return os.environ.get("DSENV_BUILD_NETWORK") or None
+
+
 def build(context: bytes, tag: str, labels: dict[str, str] | None = None, buildargs: dict[str, str] | None = None,
           on_event: Callable[[BuildEvent], None] | None = None, dockerfile: str = "Dockerfile",
           no_cache: bool = False) -> str:
@@ -48,7 +54,7 @@ def build(context: bytes, tag: str, labels: dict[str, str] | None = None, builda
     with _translate(f"building {tag}"):
         stream = client().build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, labels=labels or None,
                                 buildargs=buildargs, rm=True, forcerm=True, pull=False, decode=True, dockerfile=dockerfile,
-                                nocache=no_cache)
+                                nocache=no_cache, network_mode=build_network())
         for event in _events(stream):
             if "error" in event or "errorDetail" in event:
                 reason = (event.get("errorDetail") or {}).get("message") or event.get("error", "")
@@ -128,6 +134,8 @@ def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag:
             cmd += ["--label", f"{key}={value}"]
         if no_cache:
             cmd.append("--no-cache")
+        if build_network():
+            cmd += ["--network", build_network()]
         env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
         try:
             proc = subprocess.Popen(cmd + [tmp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -19,8 +19,11 @@ _clients: dict[str, Any] = {}
 @contextmanager
 def _translate(action: str) -> Iterator[None]:
     """Map docker-py / HTTP failures to DsenvErrors (the one place that does so)."""
+    import http.client
+
     import docker.errors
     import requests.exceptions
+    import urllib3.exceptions
 
     try:
         yield
@@ -29,6 +32,10 @@ def _translate(action: str) -> Iterator[None]:
     except docker.errors.APIError as e:
         raise EngineError(f"{action}: the Docker daemon answered {e.status_code}: {e.explanation}",
                           "see the daemon's log for details") from e
+    except (requests.exceptions.ChunkedEncodingError, urllib3.exceptions.ProtocolError, http.client.IncompleteRead) as e:
+        raise DaemonUnavailable(f"{action}: the Docker daemon went away in the middle ({_short(e)})",
+                                "start dockerd again (its log says why it stopped) and rerun: finished steps are "
+                                "reused, nothing half-built was tagged") from e
     except (requests.exceptions.ConnectionError, ConnectionError, FileNotFoundError) as e:
         raise DaemonUnavailable(f"{action}: cannot reach the Docker daemon ({_short(e)})") from e
     except PermissionError as e:
