@@ -156,6 +156,13 @@ class BaseHandler(APIHandler):
             raise DsenvHTTPError(UsageError(f"{rel}: not a notebook (.ipynb)", "give a notebook"))
         return path
 
+    def notebook_file(self, rel: str | None) -> Path:
+        """resolve() for requests that need one notebook file, not a folder."""
+        path = self.resolve(rel)
+        if not path.is_file():
+            raise DsenvHTTPError(UsageError(f"{rel}: not a notebook", "give a notebook (.ipynb)"))
+        return path
+
     def relative(self, path: str | Path | None) -> str | None:
         """A host path as a root-relative path (None when it is not under the root)."""
         if not path:
@@ -241,9 +248,7 @@ class RequirementsHandler(BaseHandler):
     async def post(self) -> None:
         """Check and merge; with write=true, save through the contents manager (the contents API)."""
         data = self.body()
-        notebook = self.resolve(data.get("path"))
-        if not notebook.is_file():
-            raise DsenvHTTPError(UsageError(f"{data.get('path')}: not a notebook", "give a notebook (.ipynb)"))
+        notebook = self.notebook_file(data.get("path"))
         rel = self.relative(notebook) or ""
         if not data.get("write"):
             try:
@@ -448,9 +453,7 @@ class ReproHandler(BaseHandler):
     async def post(self) -> None:
         """Start the run; the job's result names the output notebook (relative to the root)."""
         data = self.body()
-        notebook = self.resolve(data.get("path"))
-        if not notebook.is_file():
-            raise DsenvHTTPError(UsageError(f"{data.get('path')}: not a notebook", "give a notebook (.ipynb)"))
+        notebook = self.notebook_file(data.get("path"))
         params = data.get("parameters") or {}
         if not isinstance(params, dict):
             raise DsenvHTTPError(UsageError("parameters must be an object of name: value", 'e.g. {"alpha": 0.1}'))

@@ -13,23 +13,13 @@ import pytest
 pytest.importorskip("jupyter_server", reason="the server extension's tests need jupyter_server (pip install -e '.[test]')")
 from pytest_jupyter.jupyter_server import *  # the jp_* fixtures: jp_fetch, jp_serverapp, jp_root_dir, ...
 
-from dsenv.errors import DsenvError
 
 REPO = Path(__file__).resolve().parents[2]
 SESSION = uuid.uuid4().hex[:6]
 
 
-def _daemon_problem() -> str | None:
-    from dsenv import containers
+from ..integration.conftest import _PROBLEM as DAEMON_PROBLEM  # noqa: E402
 
-    try:
-        containers.ps()
-    except DsenvError as e:
-        return e.one_line()
-    return None
-
-
-DAEMON_PROBLEM = _daemon_problem()
 requires_docker = pytest.mark.skipif(DAEMON_PROBLEM is not None, reason=f"requires_docker: {DAEMON_PROBLEM}")
 
 
