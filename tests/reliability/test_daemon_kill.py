@@ -1,6 +1,6 @@
 """The Docker daemon killed in the middle of a build: one clear line, nothing half-built tagged, and once the daemon
 is back the same build finishes with the same tag. Runs against a second, private dockerd (its own data root and
-socket, no bridge: build steps use the host network), so the suite's daemon is never touched."""
+socket and bridge; build steps use the host network), so the suite's daemon is never touched."""
 from __future__ import annotations
 
 import json
@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+# The private daemon gets a bridge of its own: with --bridge=none dockerd deletes docker0, the bridge of the
+# suite's daemon.
+BRIDGE = "dsenv-kill0"
 
 
 def _start(root: Path) -> subprocess.Popen:
     sock = root / "docker.sock"
     proc = subprocess.Popen(["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-                             "--pidfile", str(root / "pid"), "-H", f"unix://{sock}", "--bridge=none",
+                             "--pidfile", str(root / "pid"), "-H", f"unix://{sock}", "--bridge", BRIDGE,
                              "--iptables=false", "--ip-masq=false"], stdout=subprocess.DEVNULL,
                             stderr=open(root / "dockerd.log", "ab"))
     for _ in range(100):
@@ -54,6 +57,9 @@ def private_daemon(tmp_path_factory):
         pytest.skip("needs root and dockerd to start a private Docker daemon")
     root = Path("/tmp") / f"dsenv-d2-{os.getpid()}"  # short: unix socket paths are limited to 108 bytes
     root.mkdir(exist_ok=True)
+    subprocess.run(["ip", "link", "add", BRIDGE, "type", "bridge"], capture_output=True)
+    subprocess.run(["ip", "addr", "add", "10.213.77.1/24", "dev", BRIDGE], capture_output=True)
+    subprocess.run(["ip", "link", "set", BRIDGE, "up"], capture_output=True)
     state = {"proc": _start(root), "root": root}
     yield state
     state["proc"].terminate()
@@ -64,6 +70,7 @@ def private_daemon(tmp_path_factory):
     subprocess.run(["pkill", "-9", "-f", str(root / "exec")], capture_output=True)
     _unmount(root)
     shutil.rmtree(root, ignore_errors=True)
+    subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
 
 
 def test_a_daemon_killed_mid_build_is_one_line_and_the_next_build_gives_the_same_tag(private_daemon, tmp_path, example):
