@@ -502,5 +502,10 @@ def base_bootstrap(python: str, force: bool) -> None:
     click.echo(tag)
 
 
+from .cli_sweep import sweep  # noqa: E402
+
+main.add_command(sweep)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
