@@ -19,6 +19,10 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name == "record":
+        from .record import record
+
+        return record
     if name == "DsenvError":
         from .errors import DsenvError
 
