@@ -2,11 +2,15 @@
 published on 127.0.0.1 with a fresh key: what `%%dsenv run` cells execute in."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import secrets
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,33 @@ from typing import Any
 from .errors import RunError
 
 CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+POLL = 0.25  # seconds between checks for Ctrl-C while waiting for the remote kernel
+
+
+class _Presses:
+    """How many times Ctrl-C was pressed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+@contextlib.contextmanager
+def _ctrl_c() -> Iterator[_Presses]:
+    """Count SIGINTs instead of raising KeyboardInterrupt, for the duration (main thread only; elsewhere signals
+    cannot arrive anyway). A KeyboardInterrupt raised inside jupyter_client's event loop would leave it unusable."""
+    pressed = _Presses()
+    if threading.current_thread() is not threading.main_thread():
+        yield pressed
+        return
+
+    def count(signum: int, frame: Any) -> None:
+        pressed.count += 1
+
+    previous = signal.signal(signal.SIGINT, count)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @dataclass
@@ -77,27 +108,33 @@ class RemoteKernel:
     def execute(self, code: str, *, on_stream: Callable[[str, str], None] | None = None,
                 on_display: Callable[[dict, dict], None] | None = None) -> ExecuteResult:
         """Run code in the remote kernel; streams go to on_stream(name, text), rich outputs to on_display(data,
-        metadata). Ctrl-C interrupts the remote code."""
+        metadata). Ctrl-C interrupts the remote code; a second Ctrl-C before it stops gives up waiting here."""
         msg_id = self.client.execute(code, allow_stdin=False)
         result = ExecuteResult("ok")
-        while True:
-            try:
-                msg = self.client.get_iopub_msg(timeout=3600)
-            except KeyboardInterrupt:
-                self.interrupt()
-                continue
-            if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            kind, content = msg["msg_type"], msg["content"]
-            if kind == "stream" and on_stream:
-                on_stream(content["name"], content["text"])
-            elif kind in ("display_data", "execute_result", "update_display_data") and on_display:
-                on_display(content.get("data", {}), content.get("metadata", {}))
-            elif kind == "error":
-                result = ExecuteResult("error", content.get("ename", ""), content.get("evalue", ""),
-                                       list(content.get("traceback", [])))
-            elif kind == "status" and content.get("execution_state") == "idle":
-                return result
+        with _ctrl_c() as pressed:
+            sent = 0
+            while True:
+                if pressed.count > sent:  # asked between polls: never raised inside jupyter_client's event loop
+                    if sent:
+                        raise KeyboardInterrupt
+                    sent = pressed.count
+                    self.interrupt()
+                try:
+                    msg = self.client.get_iopub_msg(timeout=POLL)
+                except queue.Empty:
+                    continue
+                if msg.get("parent_header", {}).get("msg_id") != msg_id:
+                    continue
+                kind, content = msg["msg_type"], msg["content"]
+                if kind == "stream" and on_stream:
+                    on_stream(content["name"], content["text"])
+                elif kind in ("display_data", "execute_result", "update_display_data") and on_display:
+                    on_display(content.get("data", {}), content.get("metadata", {}))
+                elif kind == "error":
+                    result = ExecuteResult("error", content.get("ename", ""), content.get("evalue", ""),
+                                           list(content.get("traceback", [])))
+                elif kind == "status" and content.get("execution_state") == "idle":
+                    return result
 
     def interrupt(self) -> None:
         """Interrupt the running code (SIGINT to the kernel, through the container's init)."""

@@ -128,9 +128,11 @@ def _cleanup(name: str) -> None:
                 subprocess.run(["docker", "image", "rm", "-f", tag], check=False, capture_output=True, timeout=120)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
-    """Debian's Chromium, headless (no sandbox: tests run as root), driven by Playwright."""
+    """Debian's Chromium, headless (no sandbox: tests run as root), driven by Playwright. Module-scoped: while
+    Playwright's sync API is open its event loop counts as running in this thread, which breaks every later test
+    that runs an asyncio loop of its own (jupyter_client, pytest-jupyter)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
