@@ -6,7 +6,8 @@ import os
 import platform as host_platform
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,7 +116,25 @@ def _engine_arch(required: bool) -> str | None:
 
 
 def choose_base(spec: EnvSpec, config: Config) -> tuple[str, str]:
-    """The base image (name, id): the spec's, the configured one, or python:X-slim falling back to a bootstrapped base."""
+    """The base image (name, id): the spec's, the configured one, or python:X-slim falling back to a bootstrapped base.
+    A remote host that has none of them gets the one this machine would use, sent over SSH (same id, so the same
+    content-addressed tags on both)."""
+    from . import engine
+
+    try:
+        return _choose_base(spec, config)
+    except BaseImageMissing:
+        if not engine.current_host():
+            raise
+        from .remote.images import copy_to_current
+
+        with engine.use_host(""):
+            name, _ = _choose_base(spec, config)
+        copy_to_current(name)
+        return _choose_base(spec, config)
+
+
+def _choose_base(spec: EnvSpec, config: Config) -> tuple[str, str]:
     from . import base as bases
     from . import engine
 
@@ -312,3 +331,48 @@ def bootstrap_base(python: str = "3.11", *, force: bool = False, log: Callable[[
     from . import base
 
     return base.bootstrap(python, force=force, log=log)
+
+
+@contextmanager
+def on_host(name_or_url: str | None) -> Iterator[None]:
+    """Act on a remote Docker host inside the block: a name from `dsenv hosts` or an ssh:// URL (checked first);
+    None or '' leaves the host as it is (DOCKER_HOST's daemon, or the local one)."""
+    if not name_or_url:
+        yield
+        return
+    from . import engine
+    from .remote.hosts import resolve
+
+    resolve(name_or_url)  # an unknown name or a bad URL fails here, before anything starts
+    with engine.use_host(name_or_url):
+        yield
+
+
+def set_host(name_or_url: str) -> None:
+    """Act on this remote Docker host from now on in this context (the CLI's --host)."""
+    from . import engine
+    from .remote.hosts import resolve
+
+    resolve(name_or_url)
+    engine.set_host(name_or_url)
+
+
+def current_host() -> str | None:
+    """The remote host dsenv acts on now (None: a local daemon)."""
+    from . import engine
+
+    return engine.current_host()
+
+
+def docker_cli_environment() -> dict[str, str]:
+    """Environment variables that point a docker CLI at the daemon dsenv acts on."""
+    from . import engine
+
+    return engine.host_environment()
+
+
+def daemon_info() -> dict:
+    """The Docker daemon dsenv acts on: its version, API version and architecture."""
+    from . import engine
+
+    return engine.server_info()

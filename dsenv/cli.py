@@ -52,6 +52,17 @@ _cuda = click.option("--cuda", metavar="X.Y", help="Cap torch builds and nvidia/
                      "(default: DSENV_CUDA or the config, else this host's NVIDIA driver).")
 
 
+def _choose_host(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        api.set_host(value)  # an unknown name or a bad URL fails here, before anything starts
+    return value
+
+
+_host = click.option("--host", metavar="NAME|ssh://USER@HOST[:PORT]", expose_value=False, callback=_choose_host,
+                     help="Act on this remote Docker host (a name from 'dsenv hosts' or an ssh:// URL; "
+                          "DOCKER_HOST=ssh://... does the same).")
+
+
 def _image_options(full_help: str, bake_help: str):
     """The options plan and build share: path, --as-of, --upgrade, --cuda, --full, --bake."""
     def decorate(f):
@@ -150,6 +161,7 @@ class _Progress:
 
 
 @main.command()
+@_host
 @_image_options("Build from the base, never incrementally over a previous image.",
                 "Copy the notebook folder into the image (for a self-contained image to push).")
 @click.option("--no-cache", is_flag=True, help="Do not reuse the builder's cached layers.")
@@ -199,6 +211,7 @@ def export(path: Path, dest: Path, as_of: str | None, buildkit: bool) -> None:
 
 
 @main.command()
+@_host
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def images(as_json: bool) -> None:
     """The images dsenv built: tag, spec hash, size, created."""
@@ -224,10 +237,12 @@ def _kv(values: tuple[str, ...]) -> dict[str, str]:
 
 
 @main.command()
+@_host
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("-p", "--port", "ports", multiple=True, help="Publish a port: PORT or HOSTPORT:CONTAINERPORT (127.0.0.1).")
-@click.option("-v", "--volume", "volumes", multiple=True, help="Mount HOST:CONTAINER[:ro].")
+@click.option("-v", "--volume", "volumes", multiple=True, help="Mount HOST:CONTAINER[:ro] (with --host: synced; "
+              "remote:PATH:CONTAINER[:ro] mounts a folder of the remote host where it is).")
 @click.option("-e", "--env", "env", multiple=True, help="Set KEY=VALUE (KEY alone: from this shell).")
 @click.option("--memory", help="Memory limit, e.g. 8g.")
 @click.option("--cpus", type=float, help="CPU limit, e.g. 2.")
@@ -271,6 +286,7 @@ def run(path: Path | None, command: tuple[str, ...], ports, volumes, env, memory
 
 
 @main.command()
+@_host
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 def ps(as_json: bool) -> None:
     """dsenv's containers: name, environment, status, URL, GPUs, age."""
@@ -287,6 +303,7 @@ def ps(as_json: bool) -> None:
 
 
 @main.command()
+@_host
 @click.argument("name")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing until the container stops.")
 @click.option("--tail", default="all", help="Only the last N lines.")
@@ -299,6 +316,7 @@ def logs(name: str, follow: bool, tail: str) -> None:
 
 
 @main.command("exec", context_settings={"allow_interspersed_args": False})
+@_host
 @click.argument("name")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_cmd(name: str, command: tuple[str, ...]) -> None:
@@ -311,6 +329,7 @@ def exec_cmd(name: str, command: tuple[str, ...]) -> None:
 
 
 @main.command()
+@_host
 @click.argument("name")
 def shell(name: str) -> None:
     """An interactive shell in a running container (through the docker CLI, for a terminal)."""
@@ -324,32 +343,38 @@ def shell(name: str) -> None:
     docker = shutil.which("docker")
     if not docker:
         raise UsageError("the docker CLI is needed for an interactive shell", "install docker.io, or use 'dsenv exec'")
-    os.execvp(docker, [docker, "exec", "-it", "-u", f"{os.getuid()}:{os.getgid()}", name, "bash"])
+    os.execvpe(docker, [docker, "exec", "-it", "-u", f"{os.getuid()}:{os.getgid()}", name, "bash"],
+               {**os.environ, **api.docker_cli_environment()})
 
 
 @main.command()
+@_host
 @click.argument("names", nargs=-1, required=True)
 def stop(names: tuple[str, ...]) -> None:
     """Stop containers."""
     from . import containers
 
     for name in names:
-        containers.stop(name)
+        for note in containers.stop(name):
+            click.echo(f"dsenv: warning: {note}", err=True)
         click.echo(name)
 
 
 @main.command()
+@_host
 @click.argument("names", nargs=-1, required=True)
 def rm(names: tuple[str, ...]) -> None:
     """Remove containers (stopping them first)."""
     from . import containers
 
     for name in names:
-        containers.rm(name)
+        for note in containers.rm(name):
+            click.echo(f"dsenv: warning: {note}", err=True)
         click.echo(name)
 
 
 @main.command()
+@_host
 @click.argument("name")
 @click.argument("ref")
 @click.option("-m", "--message", default="", help="What changed.")
@@ -384,6 +409,7 @@ class _LayerProgress:
 
 
 @main.command()
+@_host
 @click.argument("ref")
 @click.option("--registry", help="Registry host[:port] to push to (the image is tagged there first).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -400,6 +426,7 @@ def push(ref: str, registry: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@_host
 @click.argument("ref")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def pull(ref: str, as_json: bool) -> None:
@@ -411,6 +438,7 @@ def pull(ref: str, as_json: bool) -> None:
 
 
 @main.command()
+@_host
 @click.argument("notebook", type=click.Path(path_type=Path))
 @click.option("-p", "--parameter", "parameters", nargs=2, multiple=True, metavar="NAME VALUE",
               help="A parameter, as papermill's -p (types inferred).")
@@ -505,7 +533,8 @@ def base_bootstrap(python: str, force: bool) -> None:
 from .cli_sweep import sweep  # noqa: E402
 
 main.add_command(sweep)
-
+main.add_command(__import__("dsenv.cli_remote", fromlist=["hosts"]).hosts)
+main.add_command(__import__("dsenv.cli_remote", fromlist=["tunnels"]).tunnels)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

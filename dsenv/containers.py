@@ -22,6 +22,7 @@ from .errors import (ContainerNotFound, DsenvError, ImageTagExists, NameInUse, O
 WORKDIR = "/home/dsenv/work"
 JUPYTER_PORT = 8888
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+REMOTE_PREFIX = "remote:"  # -v remote:/path/on/host:/ctr - a folder on the remote host, mounted where it is
 DANGEROUS_MOUNTS = ("/", "/var/run/docker.sock", "/run/docker.sock", "/etc", "/proc", "/sys", "/dev", "/boot")
 
 
@@ -115,20 +116,46 @@ def check_resources(o: RunOptions) -> None:
 
 
 def parse_volume(text: str, allow_dangerous: bool = False) -> str:
-    """'host:ctr[:ro|rw]' with an existing host path (made absolute) -> a Docker bind string."""
-    parts = text.split(":")
+    """'host:ctr[:ro|rw]' with an existing host path (made absolute) -> a Docker bind string; 'remote:PATH:ctr[:mode]'
+    (a folder on the remote host, mounted there as it is, never synced) -> 'remote:PATH:ctr:mode'."""
+    remote = text.startswith(REMOTE_PREFIX)
+    parts = text[len(REMOTE_PREFIX):].split(":") if remote else text.split(":")
     if len(parts) not in (2, 3) or not parts[0] or not parts[1].startswith("/"):
-        raise UsageError(f"-v {text}: not HOST:CONTAINER[:ro]", "write -v /host/path:/container/path[:ro]")
+        raise UsageError(f"-v {text}: not HOST:CONTAINER[:ro]", "write -v /host/path:/container/path[:ro], or "
+                         "-v remote:/path/there:/container/path for a folder on the remote host")
     mode = parts[2] if len(parts) == 3 else "rw"
     if mode not in ("ro", "rw"):
         raise UsageError(f"-v {text}: mode '{mode}' is not ro or rw", "write -v HOST:CONTAINER:ro")
-    host = Path(parts[0]).expanduser().resolve()
-    if not host.exists():
-        raise UsageError(f"-v {text}: {host} does not exist", "create it first, or fix the path")
+    if remote:
+        if not parts[0].startswith("/"):
+            raise UsageError(f"-v {text}: a remote path must be absolute", "write -v remote:/path/there:/data")
+        host = Path(os.path.normpath(parts[0]))
+    else:
+        host = Path(parts[0]).expanduser().resolve()
+        if not host.exists():
+            raise UsageError(f"-v {text}: {host} does not exist", "create it first, or fix the path")
     if not allow_dangerous and str(host) in DANGEROUS_MOUNTS:
         raise UsageError(f"-v {text}: mounting {host} gives the container control of the host",
                          "mount a narrower folder, or pass --allow-dangerous-mounts")
-    return f"{host}:{parts[1]}:{mode}"
+    return f"{REMOTE_PREFIX if remote else ''}{host}:{parts[1]}:{mode}"
+
+
+def _check_remote_paths(binds: list[str], remote: str | None) -> None:
+    """-v remote:PATH needs --host, and PATH must exist there (one ssh round trip over the shared connection)."""
+    wanted = [b[len(REMOTE_PREFIX):].split(":")[0] for b in binds if b.startswith(REMOTE_PREFIX)]
+    if wanted and not remote:
+        raise UsageError(f"-v {REMOTE_PREFIX}{wanted[0]}:...: a remote path needs a remote host",
+                         "add --host NAME (or mount a local folder without 'remote:')")
+    if wanted:
+        from .remote import hosts
+
+        host = hosts.resolve(remote or "")
+        for path in wanted:
+            code, _, err = hosts.run_on(host, ["test", "-e", path])
+            if code != 0:
+                raise UsageError(f"-v {REMOTE_PREFIX}{path}:...: {path} does not exist on {host.name}"
+                                 + (f" ({err.strip()[:120]})" if err.strip() else ""),
+                                 "create it there first, or fix the path")
 
 
 def dsenv_gpu_holders() -> tuple[dict[str, list[str]], set[str]]:
@@ -245,10 +272,14 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
                              f"publish on a higher host port, e.g. -p {8000 + host_port}:{ctr}")
     binds = [parse_volume(v, o.allow_dangerous_mounts) for v in o.volumes]
     bind_ip = "0.0.0.0" if o.expose else "127.0.0.1"
-    for host_port, _ in user_ports:
+    remote = engine.current_host()  # a remote daemon: ports are forwarded here over SSH, folders synced to volumes
+    _check_remote_paths(binds, remote)
+    for host_port, _ in user_ports if not remote else ():
         if not _port_free(bind_ip, host_port):
             raise PortInUse(host_port)
-    if o.gpus:
+    if o.gpus and remote:
+        check_gpu_request(o.gpus)
+    elif o.gpus:
         from . import gpu
 
         check_gpu_request(o.gpus)
@@ -259,6 +290,11 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
         raise UsageError(f"{image} has no Jupyter server (jupyter = \"kernel\")", "give a command after --")
     if folder:
         binds.insert(0, f"{folder}:{WORKDIR}:rw")
+    synced: list[list[str]] = []
+    if remote:
+        from .remote import sync
+
+        binds, synced = sync.push_binds(binds, image)
     token = secrets.token_hex(24)
     environment = dict(o.env)
     if jupyter:
@@ -270,23 +306,38 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
         nano_cpus=int(o.cpus * 1e9) if o.cpus else None, shm_size=o.shm_size, user=f"{os.getuid()}:{os.getgid()}",
         working_dir=WORKDIR,
         labels={"io.dsenv.managed": "1", "io.dsenv.name": env_name, "io.dsenv.notebook": folder,
-                "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else "", "io.dsenv.memory": o.memory or ""},
+                "io.dsenv.jupyter": str(JUPYTER_PORT) if jupyter else "", "io.dsenv.memory": o.memory or "",
+                **({"io.dsenv.sync": json.dumps(synced)} if synced else {})},
     )
     import contextlib
 
     from . import gpu
 
-    with gpu.host_lock() if o.gpus else contextlib.nullcontext():  # held until the container exists and is labelled
-        spec.gpu_ids = choose_gpus(o.gpus, o.share_gpu) if o.gpus else None
-        spec.environment.update(gpu_environment(spec.gpu_ids))
-        spec.labels["io.dsenv.gpus"] = ",".join(spec.gpu_ids or [])
-        cid = _create(spec, o.name, env_name, user_ports, bind_ip, jupyter)
+    try:
+        with gpu.host_lock() if o.gpus else contextlib.nullcontext():  # held until the container exists and is labelled
+            choose = _remote_gpus if remote else choose_gpus
+            spec.gpu_ids = choose(o.gpus, o.share_gpu) if o.gpus else None
+            spec.environment.update(gpu_environment(spec.gpu_ids))
+            spec.labels["io.dsenv.gpus"] = ",".join(spec.gpu_ids or [])
+            cid = _create(spec, o.name, env_name, user_ports, bind_ip, jupyter)
+    except BaseException:
+        _forget_synced(synced)
+        raise
     name, published = spec.name, {c: h for c, (_, h) in spec.ports.items()}
+    if remote:
+        try:
+            published = _forward(remote, name, cid, published, {c: h for h, c in user_ports})
+        except BaseException:
+            engine.remove(cid)
+            _forget_synced(synced)
+            raise
     if jupyter:
         try:
             _wait_for_jupyter(cid, published[JUPYTER_PORT], token, o.timeout)
         except BaseException:
+            _close_forwards(cid)
             engine.remove(cid)
+            _forget_synced(synced)
             raise
         url = f"http://127.0.0.1:{published[JUPYTER_PORT]}/lab?token={token}"
         return RunResult(name, cid, image, url, published, None, warnings)
@@ -297,12 +348,75 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
             if on_output:
                 on_output(chunk)
         code = engine.wait(cid)
+        if synced:
+            warnings += _sync_back(cid, synced)
         if code and engine.inspect(cid).oom_killed:
             raise OutOfMemory(name, o.memory)
     finally:
+        _close_forwards(cid)
         if not o.keep:
             engine.remove(cid)
+            _forget_synced(synced)
     return RunResult(name, cid, image, None, published, code, warnings)
+
+
+def _forward(remote: str, name: str, cid: str, published: dict[int, int], wanted: dict[int, int]) -> dict[int, int]:
+    """Open an SSH forward for each port published on the remote's 127.0.0.1; container port -> local port (the
+    -p host port when it is free here, else a free one)."""
+    from .remote import tunnels
+
+    local = {}
+    try:
+        for ctr, remote_port in published.items():
+            want = wanted.get(ctr)
+            port = want if want and _port_free("127.0.0.1", want) else None
+            local[ctr] = tunnels.open_forward(remote, name, cid, remote_port, port).local_port
+    except BaseException:
+        _close_forwards(cid)
+        raise
+    return local
+
+
+def _close_forwards(cid: str) -> None:
+    if engine.current_host():
+        from .remote import tunnels
+
+        tunnels.close_matching(container_id=cid)
+
+
+def _remote_gpus(request: str, share: bool) -> list[str]:
+    """GPU UUIDs on the remote host for a request (nvidia-smi there, minus those dsenv containers there hold)."""
+    from .remote import hosts
+
+    return hosts.remote_gpus(engine.current_host() or "", request, set() if share else set(dsenv_gpu_holders()[0]))
+
+
+def _sync_back(cid: str, synced: list[list[str]]) -> list[str]:
+    """Bring the synced folders' changed files back; warnings for conflicts."""
+    from .remote import sync
+
+    notes = []
+    for volume, inside, folder, mode in synced:
+        if mode == "ro":
+            continue
+        report = sync.pull(cid, inside, volume, Path(folder))
+        for rel in report.conflicts:
+            notes.append(f"{folder}/{rel} changed here and on the remote: kept yours, the remote's is {rel}.remote")
+    return notes
+
+
+def _forget_synced(synced: list[list[str]]) -> None:
+    from .remote import sync
+
+    for volume, *_ in synced:
+        sync.forget(volume)
+
+
+def _synced(info: engine.ContainerInfo) -> list[list[str]]:
+    try:
+        return json.loads(info.labels.get("io.dsenv.sync") or "[]")
+    except ValueError:
+        return []
 
 
 def _create(spec: engine.ContainerSpec, name: str | None, env_name: str, user_ports: list[tuple[int, int]],
@@ -331,12 +445,19 @@ def _create(spec: engine.ContainerSpec, name: str | None, env_name: str, user_po
 def ps(all_states: bool = True) -> list[EnvContainer]:
     """dsenv's containers, read from the engine's labels (nothing kept elsewhere can go stale)."""
     out = []
+    remote = engine.current_host()
     for c in engine.list_managed(all_states):
         url = None
         jport = c.labels.get("io.dsenv.jupyter")
-        if jport and c.status == "running" and jport in c.ports and c.env.get("JUPYTER_TOKEN"):
-            url = f"http://127.0.0.1:{c.ports[jport][1]}/lab?token={c.env['JUPYTER_TOKEN']}"
-        out.append(EnvContainer(c.name, c.labels.get("io.dsenv.name", ""), c.status, c.image, url, c.ports,
+        ports = c.ports
+        if remote:  # what this machine can open: the forwarded local ports
+            from .remote import tunnels
+
+            forwards = tunnels.local_ports(c.id)
+            ports = {k: ("127.0.0.1", forwards[p]) for k, (_, p) in c.ports.items() if p in forwards}
+        if jport and c.status == "running" and jport in ports and c.env.get("JUPYTER_TOKEN"):
+            url = f"http://127.0.0.1:{ports[jport][1]}/lab?token={c.env['JUPYTER_TOKEN']}"
+        out.append(EnvContainer(c.name, c.labels.get("io.dsenv.name", ""), c.status, c.image, url, ports,
                                 c.labels.get("io.dsenv.gpus", ""), c.created, c.labels.get("io.dsenv.notebook", "")))
     return out
 
@@ -348,14 +469,23 @@ def _managed(name: str) -> engine.ContainerInfo:
     return info
 
 
-def stop(name: str) -> None:
-    """Stop a dsenv container."""
-    engine.stop(_managed(name).id)
+def stop(name: str) -> list[str]:
+    """Stop a dsenv container; on a remote host its forwards close and its synced folders come back (notes on
+    conflicts returned)."""
+    info = _managed(name)
+    engine.stop(info.id)
+    _close_forwards(info.id)
+    return _sync_back(info.id, _synced(info)) if engine.current_host() else []
 
 
-def rm(name: str) -> None:
-    """Remove a dsenv container (stopping it first)."""
-    engine.remove(_managed(name).id)
+def rm(name: str) -> list[str]:
+    """Remove a dsenv container (stopping it first; on a remote host its synced folders come back first)."""
+    info = _managed(name)
+    notes = stop(name) if engine.current_host() and info.status == "running" else []
+    engine.remove(info.id)
+    _close_forwards(info.id)
+    _forget_synced(_synced(info))
+    return notes
 
 
 def logs(name: str, follow: bool = False, tail: int | str = "all"):

@@ -203,3 +203,47 @@ class GpuError(DsenvError):
     """GPUs cannot be listed or allocated: no NVML, no GPU, unknown UUID, not enough free GPUs."""
 
     exit_code = 6
+
+
+class RemoteError(EngineError):
+    """A remote Docker host (ssh://) could not be used: unreachable, refused our key, unknown host key, no Docker."""
+
+
+class RemoteUnreachable(RemoteError):
+    """The remote host does not answer on its SSH port (down, wrong name or port, firewall, timeout)."""
+
+    hint = "check the host name and port (and that sshd runs there); try 'ssh -p PORT USER@HOST' by hand"
+
+
+class RemoteAuthRefused(RemoteError):
+    """The remote's sshd refused every key offered."""
+
+    hint = ("give the right key ('dsenv hosts add NAME URL --identity KEY', IdentityFile in ~/.ssh/config or "
+            "ssh-add), or install yours there with 'ssh-copy-id USER@HOST'")
+
+
+class RemoteHostKeyUnknown(RemoteError):
+    """The remote's host key is not in known_hosts (or changed): dsenv never trusts a key on its own."""
+
+    hint = ("connect once with 'ssh -p PORT USER@HOST' and compare the fingerprint before answering yes (or add "
+            "'ssh-keyscan -p PORT HOST' output to ~/.ssh/known_hosts after checking it)")
+
+
+class RemoteDockerMissing(RemoteError):
+    """The remote host has no docker CLI (needed for 'docker system dial-stdio') or no daemon running."""
+
+    hint = "install Docker on the remote host (e.g. 'apt-get install docker.io') and start it"
+
+
+class TunnelError(DsenvError):
+    """An SSH port forward could not be opened, found or closed."""
+
+    exit_code = 6
+    hint = "list forwards with 'dsenv tunnels'"
+
+
+class SyncError(DsenvError):
+    """Syncing a notebook folder to or from a remote host failed."""
+
+    exit_code = 6
+    hint = "nothing local was deleted or overwritten; rerun, or copy the files with 'dsenv exec'"

@@ -60,15 +60,17 @@ class ExecuteResult:
 class RemoteKernel:
     """An ipykernel in a dsenv container; execute() streams its outputs through callbacks."""
 
-    def __init__(self, name: str, client: Any, workdir: tempfile.TemporaryDirectory) -> None:
+    def __init__(self, name: str, client: Any, workdir: tempfile.TemporaryDirectory, host: str | None = None) -> None:
         self.name = name
         self.client = client
+        self.host = host
         self._workdir = workdir
 
     @classmethod
     def start(cls, path: str | Path | None = None, *, image: str | None = None, gpus: str | None = None,
-              timeout: float = 60) -> RemoteKernel:
-        """Start the kernel container (building the environment if needed) and connect to it."""
+              timeout: float = 60, host: str | None = None) -> RemoteKernel:
+        """Start the kernel container (building the environment if needed) and connect to it; on a remote host
+        (a name or ssh:// URL) its ports reach here through SSH forwards."""
         try:
             from jupyter_client import BlockingKernelClient
         except ImportError as e:
@@ -92,18 +94,23 @@ class RemoteKernel:
             command=["python", "-m", "ipykernel_launcher", "-f", "/home/dsenv/kernel/kernel.json"],
             ports=[f"{p}:{p}" for p in ports], volumes=[f"{workdir.name}:/home/dsenv/kernel:ro"], image=image,
             gpus=gpus, detach=True)
-        result = containers.run(path, options)
+        from .api import on_host
+
+        with on_host(host):
+            result = containers.run(path, options)
+        local = {name: result.ports.get(port, port) for name, port in zip(CHANNELS, ports)}
         client = BlockingKernelClient()
-        client.load_connection_info({**info, "ip": "127.0.0.1"})
+        client.load_connection_info({**info, **local, "ip": "127.0.0.1"})
         client.start_channels()
         try:
             client.wait_for_ready(timeout=timeout)
         except RuntimeError as e:
             client.stop_channels()
-            containers.rm(result.name)
+            with on_host(host):
+                containers.rm(result.name)
             raise RunError(f"the kernel in {result.name} did not answer within {timeout:.0f} s",
                            "check 'dsenv logs' of a kept container, or raise the timeout") from e
-        return cls(result.name, client, workdir)
+        return cls(result.name, client, workdir, host)
 
     def execute(self, code: str, *, on_stream: Callable[[str, str], None] | None = None,
                 on_display: Callable[[dict, dict], None] | None = None) -> ExecuteResult:
@@ -139,19 +146,23 @@ class RemoteKernel:
     def interrupt(self) -> None:
         """Interrupt the running code (SIGINT to the kernel, through the container's init)."""
         from . import engine
+        from .api import on_host
 
-        engine.signal(self.name, "SIGINT")
+        with on_host(self.host):
+            engine.signal(self.name, "SIGINT")
 
     def stop(self) -> None:
         """Disconnect and remove the kernel's container."""
         from . import containers
+        from .api import on_host
         from .errors import DsenvError
 
         try:
             self.client.stop_channels()
         finally:
             try:
-                containers.rm(self.name)
+                with on_host(self.host):
+                    containers.rm(self.name)
             except DsenvError:
                 pass
             self._workdir.cleanup()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BuildError, DaemonUnavailable, EngineError
-from .connection import _translate, client
+from .connection import _translate, client, host_environment
 from .images import image_info
 
 EXECUTABLES = {"postBuild", "uv"}  # context files that must keep their execute bit
@@ -136,7 +136,7 @@ def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag:
             cmd.append("--no-cache")
         if build_network():
             cmd += ["--network", build_network()]
-        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain"}
+        env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **host_environment()}
         try:
             proc = subprocess.Popen(cmd + [tmp], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                     env=env, errors="replace")

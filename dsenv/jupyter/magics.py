@@ -47,16 +47,16 @@ class DsenvMagics(Magics):
     @argument("--env", help="the notebook or folder whose environment to use")
     @argument("--image", help="an image to run instead of building")
     @argument("--gpus", help="N, all, or GPU UUIDs")
+    @argument("--host", help="a remote Docker host: a name from 'dsenv hosts' or ssh://USER@HOST[:PORT]")
     @line_cell_magic
     def dsenv(self, line: str, cell: str | None = None):
         """%dsenv COMMAND [ARGS]; %%dsenv run [--env PATH] [--image TAG] [--gpus G] runs the cell in the env."""
         try:
             args = parse_argstring(self.dsenv, line)
-            if cell is not None:
-                if args.command != "run":
-                    raise UsageError(f"%%dsenv {args.command}: only 'run' takes a cell", "write %%dsenv run")
-                return self._run_cell(args, cell)
-            return self._line(args)
+            if cell is not None and args.command != "run":
+                raise UsageError(f"%%dsenv {args.command}: only 'run' takes a cell", "write %%dsenv run")
+            with api.on_host(args.host):
+                return self._line(args) if cell is None else self._run_cell(args, cell)
         except DsenvError as e:
             print(f"dsenv: {e.one_line()}", file=sys.stderr)
         except SystemExit:  # argparse's own message was printed
@@ -94,7 +94,7 @@ class DsenvMagics(Magics):
         if cmd == "panel":
             from .panel import panel
 
-            view = panel(self._path(args))
+            view = panel(self._path(args), host=args.host)
             display(view.widget)
             return view
         if cmd == "repro":
@@ -135,10 +135,11 @@ class DsenvMagics(Magics):
 
         from ..remote_kernel import RemoteKernel
 
-        key = (str(self._path(args).resolve()) if not args.image else None, args.image, args.gpus)
+        key = (str(self._path(args).resolve()) if not args.image else None, args.image, args.gpus, args.host)
         kernel = self.kernels.get(key)
         if kernel is None:
-            kernel = RemoteKernel.start(None if args.image else self._path(args), image=args.image, gpus=args.gpus)
+            kernel = RemoteKernel.start(None if args.image else self._path(args), image=args.image, gpus=args.gpus,
+                                        host=args.host)
             self.kernels[key] = kernel
         result = kernel.execute(
             cell,

@@ -70,9 +70,11 @@ def _text_progress(event) -> None:
 class DsenvPanel:
     """The widgets over one notebook folder's environment; `widget` is what gets displayed."""
 
-    def __init__(self, path: str | Path, *, refresh_every: float | None = 5.0, host_gpus: Callable | None = None) -> None:
+    def __init__(self, path: str | Path, *, refresh_every: float | None = 5.0, host_gpus: Callable | None = None,
+                 host: str | None = None) -> None:
         w = _widgets()
         self.path = Path(path)
+        self.host = host  # a remote Docker host (name or ssh:// URL) every action acts on; None: the default
         self._gpus = host_gpus
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
@@ -99,7 +101,8 @@ class DsenvPanel:
         self.push_button.on_click(lambda _: self._start(self.push))
         self.refresh_button.on_click(lambda _: self._start(self.refresh))
         self.widget = w.VBox([
-            w.HTML(f"<b>dsenv</b> {html.escape(str(self.path))}"), self.error,
+            w.HTML(f"<b>dsenv</b> {html.escape(str(self.path))}" + (f" on {html.escape(host)}" if host else "")),
+            self.error,
             self.env, self.state, w.HBox([self.build_button, self.progress, self.build_status]), self.log_box,
             w.HTML("<b>Containers</b>"), w.HBox([self.run_button, self.gpus_field]), self.containers_box,
             w.HBox([self.tag_field, self.message_field, self.push_button]),
@@ -113,7 +116,7 @@ class DsenvPanel:
     def _start(self, action: Callable[[], None]) -> None:
         """Run an action in a worker thread (one at a time), showing a DsenvError as one line."""
         def work() -> None:
-            with self._lock:
+            with self._lock, api.on_host(self.host):
                 try:
                     self.error.value = ""
                     action()
@@ -134,7 +137,8 @@ class DsenvPanel:
         while not self._stop.wait(every):
             if self._lock.acquire(blocking=False):
                 try:
-                    self._refresh_runtime()
+                    with api.on_host(self.host):
+                        self._refresh_runtime()
                 except Exception:  # noqa: BLE001 - polling goes on; the next click shows the error
                     pass
                 finally:
@@ -236,6 +240,13 @@ class DsenvPanel:
     def _show_gpus(self) -> None:
         from .. import gpu
 
+        if self.host:  # a remote host's GPUs, as nvidia-smi there lists them
+            from ..remote import hosts
+
+            found = hosts.gpu_uuids(hosts.resolve(self.host))
+            self.gpu_table.value = (_table(["GPU", "UUID"], [[html.escape(n), html.escape(u)] for u, n in found])
+                                    if found else f"<i>no GPU on {html.escape(self.host)}</i>")
+            return
         try:
             host = (self._gpus or gpu.discover)()
         except DsenvError:
