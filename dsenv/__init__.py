@@ -13,6 +13,13 @@ def load_ipython_extension(ip) -> None:
     load(ip)
 
 
+def unload_ipython_extension(ip) -> None:
+    """`%unload_ext dsenv`: stops the kernel containers of %%dsenv run cells."""
+    from .jupyter.magics import unload_ipython_extension as unload
+
+    unload(ip)
+
+
 def __getattr__(name: str):
     """The public API (dsenv.api) is loaded on first use, so `import dsenv` stays light."""
     if name in _API:

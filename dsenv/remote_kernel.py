@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import watchdog
 from .errors import RunError
 
 CHANNELS = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
@@ -65,6 +66,8 @@ class RemoteKernel:
         self.client = client
         self.host = host
         self._workdir = workdir
+        # removes the container should this process end without stop() (a killed or crashed notebook kernel)
+        self._watchdog = watchdog.watch(name, host=host)
 
     @classmethod
     def start(cls, path: str | Path | None = None, *, image: str | None = None, gpus: str | None = None,
@@ -166,3 +169,6 @@ class RemoteKernel:
             except DsenvError:
                 pass
             self._workdir.cleanup()
+            if self._watchdog and self._watchdog.poll() is None:
+                self._watchdog.terminate()
+                self._watchdog.wait(timeout=10)

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
+from IPython.utils.process import arg_split
 
 from .. import api, containers
 from ..errors import DsenvError, UsageError
@@ -52,7 +53,8 @@ class DsenvMagics(Magics):
     def dsenv(self, line: str, cell: str | None = None):
         """%dsenv COMMAND [ARGS]; %%dsenv run [--env PATH] [--image TAG] [--gpus G] runs the cell in the env."""
         try:
-            args = parse_argstring(self.dsenv, line)
+            # quotes group words, as in a shell: -m "added xgboost" is one message (IPython's own split keeps them)
+            args = self.dsenv.parser.parse_args(arg_split(line, posix=True))
             if cell is not None and args.command != "run":
                 raise UsageError(f"%%dsenv {args.command}: only 'run' takes a cell", "write %%dsenv run")
             with api.on_host(args.host):
@@ -170,3 +172,10 @@ def _this_notebook() -> Path:
 def load_ipython_extension(ip) -> None:
     """%load_ext dsenv"""
     ip.register_magics(DsenvMagics(ip))
+
+
+def unload_ipython_extension(ip) -> None:
+    """%unload_ext dsenv: the kernel containers of %%dsenv run cells are stopped."""
+    magics = ip.magics_manager.registry.get("DsenvMagics")
+    if magics is not None:
+        magics.close()

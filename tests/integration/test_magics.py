@@ -98,6 +98,46 @@ def test_panel_commit_and_push_magics(shell, example):
     assert "no container named no-such-container" in cell(shell, "%dsenv commit no-such-container repo:tag -m msg").stderr
 
 
+def test_gpus_commit_push_and_repro_magics(shell, example, registry, tmp_path, monkeypatch, cleanup_containers):
+    import json
+    import shutil
+
+    from dsenv import engine
+
+    folder, built = example
+    uuid = "GPU-12345678-1234-1234-1234-123456789abc"
+    devices = tmp_path / "gpus.json"
+    devices.write_text(json.dumps({"driver": "580.159.04", "cuda_driver": "13.0", "devices": [
+        {"index": 0, "uuid": uuid, "name": "NVIDIA H100 80GB HBM3", "memory_total": 85899345920,
+         "memory_used": 2147483648, "utilization": 3, "mig_mode": False}]}))
+    monkeypatch.setenv("DSENV_GPU_DEVICES", str(devices))
+    assert cell(shell, "%dsenv gpus").stdout == f"0 {uuid} NVIDIA H100 80GB HBM3 2.0/80.0 GiB\n"
+    monkeypatch.delenv("DSENV_GPU_DEVICES")
+
+    with capture_output():
+        url = shell.run_line_magic("dsenv", f"run {folder}")
+    name = next(c.name for c in containers.ps() if c.url == url)
+    cleanup_containers.append(name)
+    ref = f"{registry}/dsenv-magic-{folder.name}:v1"
+    try:
+        out = cell(shell, f'%dsenv commit {name} {ref} -m "from a magic"')
+        assert out.stdout.startswith(f"committed {name} as {ref} (sha256:"), out.stderr
+        assert engine.image_info(ref).labels["io.dsenv.commit.message"] == "from a magic"
+        out = cell(shell, f"%dsenv push {ref}")
+        assert out.stdout.startswith(f"pushed {ref} sha256:"), out.stderr
+    finally:
+        engine.remove_image(ref)
+    cell(shell, f"%dsenv stop {name}")
+
+    copy = tmp_path / "nb" / folder.name  # same folder name, same environment: nothing to build
+    shutil.copytree(folder, copy)
+    out = cell(shell, f"%dsenv repro {copy / 'sine_fit.ipynb'}")
+    written = copy / "sine_fit.out.ipynb"
+    assert out.stdout.startswith(f"{written} ("), out.stderr
+    provenance = json.loads(written.read_text())["metadata"]["dsenv"]["provenance"]
+    assert provenance["image_id"] == built.image_id and provenance["exit_code"] == 0
+
+
 def test_errors_are_one_short_line(shell):
     out = cell(shell, "%dsenv plan /nonexistent-dsenv-folder")
     assert out.stderr.startswith("dsenv: /nonexistent-dsenv-folder: no such file or folder (hint:")
@@ -112,3 +152,41 @@ def test_closing_stops_the_kernel_containers(shell, example):
     magics.close()
     running = {c.name for c in containers.ps()}
     assert not set(names) & running
+
+
+def _kernel_containers() -> set[str]:
+    return {c.name for c in containers.ps() if c.status in ("created", "running")}
+
+
+@pytest.mark.parametrize("ending", ["shutdown", "killed"])
+def test_a_notebook_kernel_that_ends_takes_its_kernel_container_along(example, ending):
+    from jupyter_client import KernelManager
+
+    folder, _ = example
+    before = _kernel_containers()
+    km = KernelManager(kernel_name="python3")
+    km.start_kernel()
+    client = km.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        out: list[str] = []
+
+        def hook(msg):
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+
+        client.execute_interactive("%load_ext dsenv", timeout=60)
+        client.execute_interactive(f"%%dsenv run --env {folder}\nprint(6 * 7)", timeout=180, output_hook=hook)
+        assert "".join(out) == "42\n"
+        (started,) = _kernel_containers() - before
+    finally:
+        client.stop_channels()
+        if ending == "killed":  # SIGKILL: no atexit, no shutdown hook runs in the notebook's kernel
+            os.kill(km.provisioner.process.pid, signal.SIGKILL)
+            km.provisioner.process.wait(timeout=30)
+        km.shutdown_kernel(now=ending == "killed")
+    deadline = time.monotonic() + 30
+    while started in {c.name for c in containers.ps()} and time.monotonic() < deadline:  # stopped, then removed
+        time.sleep(0.5)
+    assert started not in {c.name for c in containers.ps()}
