@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, atomic
 from .errors import DsenvError, ReproError, UsageError
 
 OUT_DIR = "/home/dsenv/out"
@@ -85,16 +85,7 @@ def write_atomically(path: Path, nb) -> None:
     """Write a notebook through a temporary file in the same folder, then rename: never a half-written notebook."""
     import nbformat
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".ipynb", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            nbformat.write(nb, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_text(path, nbformat.writes(nb))
 
 
 def execute_in_image(notebook_in_folder: Path, folder: Path, image: str, args: list[str], *, timeout: int,

@@ -1,12 +1,12 @@
 """Remote host addresses (ssh://user@host:port) and the named hosts kept in hosts.toml beside the user config."""
 from __future__ import annotations
 
-import os
 import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import atomic
 from ..config import config_path
 from ..errors import UsageError
 
@@ -95,9 +95,7 @@ def save_hosts(hosts: dict[str, Host]) -> Path:
         lines += ["", f"[hosts.{_toml_string(name)}]", f"url = {_toml_string(h.url)}"]
         if h.identity:
             lines.append(f"identity = {_toml_string(h.identity)}")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic.write_text(path, "\n".join(lines) + "\n", mode=0o600)
     return path
 
 

@@ -12,6 +12,7 @@ import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from .. import atomic
 from ..errors import SyncError
 from . import ssh
 
@@ -153,10 +154,7 @@ def pull(container_id: str, workdir: str, volume: str, folder: Path | None = Non
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.dsenv-sync")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic.write_bytes(path, data)
 
 
 def forget(volume: str) -> None:

@@ -14,6 +14,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import atomic
 from ..errors import TunnelError
 from . import ssh
 from .hosts import Host, resolve
@@ -45,10 +46,7 @@ class Tunnel:
 
     def save(self) -> None:
         """Write its state file (atomically)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        os.replace(tmp, self.path)
+        atomic.write_text(self.path, json.dumps(asdict(self)), mode=0o600)
 
 
 def tunnels_dir() -> Path:

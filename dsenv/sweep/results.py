@@ -11,9 +11,7 @@ from typing import Any
 
 from . import state as st
 from .errors import SweepNotFound
-
-RECORD_MIME = "application/vnd.dsenv.record+json"
-SCRAP_MIME = "application/scrapbook.scrap.json+json"
+from .runner import records_of as recorded_outputs
 PROVENANCE_COLUMNS = ("state", "exit_code", "node", "seconds", "job_id", "array_task_id", "image_digest", "output")
 
 
@@ -22,20 +20,7 @@ def records_of(nb: dict[str, Any]) -> dict[str, Any]:
     meta = (nb.get("metadata") or {}).get("dsenv") or {}
     if isinstance(meta, dict) and isinstance(meta.get("records"), dict) and meta["records"]:
         return dict(meta["records"])
-    found: dict[str, Any] = {}
-    for cell in nb.get("cells", []):
-        for out in cell.get("outputs", []) or []:
-            data = out.get("data") or {}
-            for mime, key in ((RECORD_MIME, "value"), (SCRAP_MIME, "data")):
-                item = data.get(mime)
-                if isinstance(item, str):
-                    try:
-                        item = json.loads(item)
-                    except ValueError:
-                        continue
-                if isinstance(item, dict) and "name" in item:
-                    found[str(item["name"])] = item.get(key)
-    return found
+    return recorded_outputs(nb)
 
 
 def _digest(prov: dict[str, Any]) -> str:
