@@ -2,18 +2,18 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform as host_platform
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import atomic
 from . import lock as locking
 from .config import DEFAULT_BASE, Config, ca_bundle, load_config
 from .errors import BaseImageMissing, DsenvError
+from .indexes import SECRET_ID, netrc_secret
 from .locks import file_lock, lock_path
 from .notebook import Target, find_target
 from .render import BuildPlan, render, repository_name
@@ -79,16 +79,7 @@ def _current_lock(target: Target, spec: EnvSpec, platform: str, as_of: str | Non
 
 def write_lock_file(path: Path, text: str) -> None:
     """Write a lock file atomically (a temporary file in the same folder, then rename)."""
-    fd, tmp = tempfile.mkstemp(prefix=".dsenv-lock-", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic.write_text(path, text)
 
 
 def lock(path: str | Path, *, as_of: str | None = None, upgrade: bool = False,
@@ -265,9 +256,17 @@ def _build_image(p: Plan, start: float, no_cache: bool, on_event: Callable | Non
         "org.opencontainers.image.source": str(p.target.path),
     }
     cli = engine.buildkit_cli() if p.build.buildkit else None
+    netrc = netrc_secret(p.spec.indexes)
+    if netrc and not cli:
+        from .errors import SecretNeedsBuildKit
+
+        needing = next(i for i in p.spec.indexes if netrc_secret((i,)))
+        raise SecretNeedsBuildKit(f"{needing.shown} needs credentials, which dsenv gives a build only as a BuildKit "
+                                  "secret, and this machine builds with the classic builder")
     if cli:
         new_id = engine.build_with_buildkit(cli, p.build.context, p.build.dockerfile, p.build.tag, labels=labels,
-                                            on_event=on_event, no_cache=no_cache)
+                                            on_event=on_event, no_cache=no_cache,
+                                            secrets={SECRET_ID: netrc} if netrc else None)
     else:
         context = engine.make_context(p.build.context, p.build.dockerfile)
         new_id = engine.build(context, p.build.tag, labels=labels, on_event=on_event, no_cache=no_cache)
@@ -283,6 +282,10 @@ def export(path: str | Path, dest: str | Path, *, buildkit: bool = False, as_of:
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"{dest} exists and is not empty", "give a new folder; dsenv does not overwrite files")
     p = plan(path, as_of=as_of, full=True)
+    if not buildkit and netrc_secret(p.spec.indexes):
+        raise UsageError("this environment's package index needs credentials, which only a BuildKit build takes "
+                         "(as a secret)", "export with --buildkit, then: DOCKER_BUILDKIT=1 docker build --secret "
+                         "id=dsenv-netrc,src=$HOME/.netrc DIR")
     p.build.buildkit = buildkit
     p.build.variables["uv_binary"] = False  # portable: the exported Dockerfile installs uv itself
     p.build.context.pop("uv", None)

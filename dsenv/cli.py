@@ -92,6 +92,7 @@ def plan(path: Path, as_of: str | None, upgrade: bool, cuda: str | None, full: b
             "target": str(p.target.path), "python": s.python, "python_source": s.python_source,
             "requirements": [{"requirement": r.requirement, "sources": list(r.sources)} for r in s.requirements],
             "apt": [{"name": a.name, "sources": list(a.sources)} for a in s.apt],
+            "indexes": [{"kind": i.kind, "url": i.shown, "source": i.source} for i in s.indexes],
             "base": p.base, "base_id": p.base_id, "lock": {"path": str(p.target.lock_path), "state": p.lock_state,
             "packages": {x.name: x.version for x in p.lock.packages}}, "dockerfile": p.build.dockerfile,
             "tag": p.build.tag, "up_to_date": p.image_exists, "incremental_over": p.build.delta_parent, "notes": p.notes,
@@ -107,6 +108,8 @@ def plan(path: Path, as_of: str | None, upgrade: bool, cuda: str | None, full: b
         click.echo(f"  {r.requirement:<{width}}  {_origin(r.sources)}")
     if not s.requirements:
         click.echo("  (none)")
+    for index in s.indexes:
+        click.echo(f"  --{index.kind} {index.shown}  [{index.source}]")
     click.secho("\nApt packages", bold=True)
     for a in s.apt:
         click.echo(f"  {a.name:<{width}}  {_origin(a.sources)}")

@@ -125,6 +125,14 @@ class BuildError(EngineError):
         self.log_tail = log_tail
 
 
+class SecretNeedsBuildKit(EngineError):
+    """A build needs a secret (an index's credentials), which only a BuildKit builder can take without leaving it
+    in the image."""
+
+    hint = ("install a docker CLI with BuildKit (Debian's docker.io, or the buildx plugin) and unset "
+            "DSENV_BUILDER=classic")
+
+
 class BootstrapError(DsenvError):
     """Making the local Debian base image failed."""
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 
 from .errors import LockError
+from .indexes import canonical as canonical_indexes
+from .indexes import uv_environment
 from .spec import EnvSpec
 
 RUNTIME = {
@@ -66,6 +68,8 @@ def lock_inputs(spec: EnvSpec, platform: str, as_of: str | None) -> dict:
     }
     if spec.constraints:
         inputs["constraints"] = sorted(spec.constraints)
+    if spec.indexes:
+        inputs["indexes"] = canonical_indexes(spec.indexes)
     return inputs
 
 
@@ -109,6 +113,7 @@ def resolve(spec: EnvSpec, platform: str, as_of: str | None = None) -> Lock:
             cmd += ["--constraint", CONSTRAINTS_IN]
         env = {**os.environ, "UV_NO_PROGRESS": "1", "NO_COLOR": "1"}
         env.pop("VIRTUAL_ENV", None)
+        env.update(uv_environment(spec.indexes, with_credentials=True))  # never on the command line (ps shows it)
         try:
             proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env, timeout=600)
         except subprocess.TimeoutExpired as e:

@@ -4,11 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 
 from . import __version__
+from .indexes import uv_environment
 from .lock import Lock
 from .spec import EnvSpec
 
@@ -95,11 +97,13 @@ def render(spec: EnvSpec, lock: Lock, *, name: str, base: str, base_id: str, ca_
         LABEL_PREFIX + "name": name,
     }
     context = {"environment.txt": lock.layer_text(runtime=False).encode(), "runtime.txt": lock.layer_text(runtime=True).encode()}
+    index_env = "".join(f"{k}={shlex.quote(v)} " for k, v in uv_environment(spec.indexes, with_credentials=False).items())
     use_delta = (parent is not None and not post_build and not bake
                  and parent.get("stack") == stack and int(parent.get("depth", 0)) < MAX_DELTA_DEPTH)
     if use_delta:
         labels[LABEL_PREFIX + "delta-depth"] = str(int(parent["depth"]) + 1)
-        variables = dict(name=name, parent=parent["id"], parent_tag=parent["tag"], label_instruction=_label_instruction(labels))
+        variables = dict(name=name, parent=parent["id"], parent_tag=parent["tag"], label_instruction=_label_instruction(labels),
+                         index_env=index_env)
         return BuildPlan(context, tag, labels, stack, "Dockerfile.delta.j2", variables, delta_parent=parent["tag"])
     labels[LABEL_PREFIX + "delta-depth"] = "0"
     if ca_bundle:
@@ -114,6 +118,6 @@ def render(spec: EnvSpec, lock: Lock, *, name: str, base: str, base_id: str, ca_
         name=name, tag=tag, base=base, python=spec.python, uv_version=UV_VERSION, ca_bundle=bool(ca_bundle),
         uv_binary=bool(uv_binary),
         apt=sorted(a.name for a in spec.apt), post_build=bool(post_build), bake=bool(bake),
-        label_instruction=_label_instruction(labels),
+        label_instruction=_label_instruction(labels), index_env=index_env,
     )
     return BuildPlan(context, tag, labels, stack, "Dockerfile.j2", variables)

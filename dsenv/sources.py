@@ -11,6 +11,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
 from .errors import CREDENTIALS, SpecError, mask_credentials
+from .indexes import IndexOption, parse_index_url
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,6 +37,7 @@ class Declared:
     base: str | None = None
     jupyter: str | None = None
     post_build: str | None = None
+    indexes: list[IndexOption] = field(default_factory=list)
 
 
 def parse_requirement(text: str, source: str) -> Requirement:
@@ -60,8 +62,13 @@ def parse_requirement(text: str, source: str) -> Requirement:
     return req
 
 
-def read_requirements_file(path: Path, source: str | None = None, _seen: set[Path] | None = None) -> list[str]:
-    """Requirement lines of a pip requirements file: comments, continuations and -r includes handled."""
+INDEX_OPTION = re.compile(r"^(?P<opt>-i|--index-url|--extra-index-url)(?:\s*=\s*|\s+)(?P<url>\S+)$")
+
+
+def read_requirements_file(path: Path, source: str | None = None, _seen: set[Path] | None = None,
+                           indexes: list[IndexOption] | None = None) -> list[str]:
+    """Requirement lines of a pip requirements file: comments, continuations and -r includes handled; --index-url
+    and --extra-index-url lines go to indexes (where the caller takes them; elsewhere they are a SpecError)."""
     source = source or path.name
     seen = _seen if _seen is not None else set()
     if path.resolve() in seen:
@@ -81,13 +88,22 @@ def read_requirements_file(path: Path, source: str | None = None, _seen: set[Pat
             include = path.parent / name
             if not include.is_file():
                 raise SpecError(source, f"included file '{name}' not found")
-            out.extend(read_requirements_file(include, include.name, seen))
+            out.extend(read_requirements_file(include, include.name, seen, indexes))
             continue
         if line.startswith(("-c", "--constraint")):
             raise SpecError(source, f"constraint files are not supported ('{line}')", "pin versions in the file itself")
-        if line.startswith(("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host")):
-            raise SpecError(source, f"index options are not supported yet ('{line}')",
-                            "remove the line; packages are resolved from the default index (configure uv/pip for a mirror)")
+        index = INDEX_OPTION.match(line)
+        if index and indexes is not None:
+            kind = "index-url" if index.group("opt") in ("-i", "--index-url") else "extra-index-url"
+            indexes.append(IndexOption(kind, parse_index_url(index.group("url"), source), source))
+            continue
+        if index:
+            raise SpecError(source, f"index options are read from requirements.txt beside the notebook only "
+                            f"('{mask_credentials(line)}')", "move the line there")
+        if line.startswith(("-i", "--index-url", "--extra-index-url", "-f", "--find-links", "--trusted-host",
+                            "--no-index")):
+            raise SpecError(source, f"index option '{mask_credentials(line)}' is not supported",
+                            "use --index-url URL or --extra-index-url URL (credentials in the URL or in ~/.netrc)")
         if line.startswith("-") and not line.startswith(("-e ", "--editable")):
             raise SpecError(source, f"unsupported option line '{line}'", "keep only requirement lines")
         parse_requirement(line, source)
@@ -255,7 +271,9 @@ def read_standard_files(folder: Path, conda_map: dict[str, str | None]) -> list[
         found.append(d)
     if (where / "requirements.txt").is_file():
         src = prefix + "requirements.txt"
-        found.append(Declared(source=src, requirements=read_requirements_file(where / "requirements.txt", src)))
+        indexes: list[IndexOption] = []
+        lines = read_requirements_file(where / "requirements.txt", src, indexes=indexes)
+        found.append(Declared(source=src, requirements=lines, indexes=indexes))
     if (where / "pyproject.toml").is_file():
         d = read_pyproject(where / "pyproject.toml")
         d.source = prefix + d.source

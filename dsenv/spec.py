@@ -15,6 +15,9 @@ from packaging.utils import canonicalize_name
 
 from . import sources as src
 from .errors import ConflictError, SpecError
+from .indexes import IndexOption
+from .indexes import canonical as canonical_indexes
+from .indexes import choose as choose_indexes
 from .infer import cell_cache, infer_cells
 from .notebook import Target, load_notebook
 
@@ -55,10 +58,13 @@ class EnvSpec:
     notes: list[str] = field(default_factory=list)
     imports: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()  # the build host's limits on versions (the CUDA cap); not the notebook's
+    indexes: tuple[IndexOption, ...] = ()  # --index-url / --extra-index-url of requirements.txt (URLs may hold passwords)
 
     def canonical(self) -> dict[str, Any]:
-        """The content that defines the environment (sources left out), with every list sorted."""
+        """The content that defines the environment (sources and credentials left out), with every list sorted."""
+        extra = {"indexes": canonical_indexes(self.indexes)} if self.indexes else {}
         return {
+            **extra,
             "apt": sorted(a.name for a in self.apt),
             "base": self.base,
             "jupyter": self.jupyter,
@@ -135,6 +141,7 @@ class _Collector:
         self.apt: dict[str, list[str]] = {}
         self.scalars: dict[str, list[tuple[str, str, int]]] = {}
         self.requires_python: list[tuple[str, str]] = []
+        self.indexes: list[tuple[int, IndexOption]] = []
 
     def add_declared(self, d: src.Declared, level: int) -> None:
         for line in d.requirements:
@@ -147,6 +154,7 @@ class _Collector:
                 self.scalars.setdefault(key, []).append((value, d.source, level))
         if d.requires_python:
             self.requires_python.append((d.requires_python, d.source))
+        self.indexes.extend((level, o) for o in d.indexes)
 
     def add_req(self, req: Requirement, source: str, level: int) -> None:
         self.reqs.setdefault(canonicalize_name(req.name), []).append((req, source, level))
@@ -220,7 +228,7 @@ def build_spec(target: Target, default_python: str = DEFAULT_PYTHON) -> EnvSpec:
         python=python, python_source=python_source, requirements=c.merged_requirements(), apt=apt,
         base=base[0] if base else None, base_source=base[1] if base else "config",
         jupyter=jupyter[0] if jupyter else "lab", post_build=post_build[0] if post_build else None, notes=notes,
-        imports=tuple(sorted(imports)),
+        imports=tuple(sorted(imports)), indexes=choose_indexes([o for _, o in sorted(c.indexes, key=lambda x: x[0])]),
     )
 
 

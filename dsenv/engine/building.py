@@ -114,14 +114,16 @@ def buildkit_cli() -> str | None:
 
 def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag: str,
                         labels: dict[str, str] | None = None, on_event: Callable[[BuildEvent], None] | None = None,
-                        no_cache: bool = False) -> str:
+                        no_cache: bool = False, secrets: dict[str, bytes] | None = None) -> str:
     """Build with BuildKit through a docker CLI (cache mounts work there), streaming its plain progress as steps;
-    returns the image id. Tags only on success."""
+    returns the image id. Tags only on success. secrets: id -> content, given to the build as BuildKit secrets
+    (files readable by this user only, outside the context, removed afterwards; never in a layer)."""
     import subprocess
     import tempfile
 
     emit = on_event or (lambda e: None)
-    with tempfile.TemporaryDirectory(prefix="dsenv-context-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="dsenv-context-") as tmp, \
+            tempfile.TemporaryDirectory(prefix="dsenv-secrets-") as secret_dir:
         for name, data in {**files, "Dockerfile": dockerfile.encode()}.items():
             path = os.path.join(tmp, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -134,6 +136,11 @@ def build_with_buildkit(cli: str, files: dict[str, bytes], dockerfile: str, tag:
             cmd += ["--label", f"{key}={value}"]
         if no_cache:
             cmd.append("--no-cache")
+        for ident, data in sorted((secrets or {}).items()):
+            path = os.path.join(secret_dir, ident)
+            with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(data)
+            cmd += ["--secret", f"id={ident},src={path}"]
         if build_network():
             cmd += ["--network", build_network()]
         env = {**os.environ, "DOCKER_BUILDKIT": "1", "BUILDKIT_PROGRESS": "plain", **host_environment()}

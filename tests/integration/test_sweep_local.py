@@ -66,6 +66,13 @@ def test_local_failed_task_is_marked_and_retried_alone(example, tmp_path):
     assert retried.returncode == 0 and "resubmitted 1 task(s): 0" in retried.stderr
     assert Path(status[1]["output"]).stat().st_mtime == good
     assert leftover_containers(sid) == []
+    one = ["sweep", str(folder / "sine_fit.ipynb"), "-p", "n_points", "30", "--out", str(out)]
+    skipped = dsenv(*one)
+    assert skipped.returncode == 0 and "0 submitted" in skipped.stderr and "1 already done" in skipped.stderr
+    forced = dsenv(*one, "--force")  # the same output, same image: redone all the same
+    assert forced.returncode == 0 and "1 submitted" in forced.stderr, forced.stderr
+    assert Path(status[1]["output"]).stat().st_mtime > good
+    assert leftover_containers(forced.stdout.strip()) == []
 
 
 def test_k8s_indexed_job_for_the_same_sweep_validates(example, tmp_path, registry):

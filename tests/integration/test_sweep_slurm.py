@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.requires_slurm,
 GRID = ["-p", "noise", "0.1", "0.3", "0.5", "-p", "n_points", "50", "100"]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def slurm(tmp_path_factory):
     """A throwaway 3-node cluster; SLURM_CONF points the CLI at it; stopped by PID at the end."""
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
