@@ -177,6 +177,10 @@ def test_a_notebook_kernel_that_ends_takes_its_kernel_container_along(example, e
                 out.append(msg["content"]["text"])
 
         client.execute_interactive("%load_ext dsenv", timeout=60)
+        shown: list[dict] = []
+        client.execute_interactive(f"%dsenv build {folder}", timeout=180,
+                                   output_hook=lambda m: shown.append(m["content"].get("data", {})))
+        assert any("application/vnd.jupyter.widget-view+json" in d for d in shown)  # a progress bar, in a kernel
         client.execute_interactive(f"%%dsenv run --env {folder}\nprint(6 * 7)", timeout=180, output_hook=hook)
         assert "".join(out) == "42\n"
         (started,) = _kernel_containers() - before

@@ -97,3 +97,23 @@ def test_progress_is_text_without_a_widget_front_end(capsys):
     report = progress_callback(shell=None)
     report(BuildEvent(step=2, total=9, line="Step 2/9 : RUN uv pip install"))
     assert capsys.readouterr().out == "[2/9] RUN uv pip install\n"
+
+
+def test_panel_reads_and_refreshes_in_the_background(example, cleanup_containers):
+    import time
+
+    folder, built = example
+    started = time.monotonic()
+    panel = DsenvPanel(folder, refresh_every=0.3)
+    try:
+        assert time.monotonic() - started < 1.0  # the plan is read in a worker thread: the kernel is free at once
+        panel.wait(60)
+        assert "up to date" in panel.state.value
+        run = containers.run(None, containers.RunOptions(image=built.tag, command=["sleep", "60"], detach=True))
+        cleanup_containers.append(run.name)
+        deadline = time.monotonic() + 10
+        while run.name not in panel.container_names and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert run.name in panel.container_names  # found by the polling thread, no click
+    finally:
+        panel.close()
