@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__, atomic
 from .errors import DsenvError, ReproError, UsageError
+from .yamlfile import read_yaml_file
 
 OUT_DIR = "/home/dsenv/out"
 # Run in the kernel before the notebook: NumPy's global random state (what scikit-learn, SciPy and others draw
@@ -45,15 +46,7 @@ def parse_parameters(pairs: list[tuple[str, str]] | None, files: list[str] | Non
     """papermill's own arguments for parameters: -p NAME VALUE (papermill infers the type), -f FILE as YAML."""
     args: list[str] = []
     for path in files or []:
-        p = Path(path)
-        if not p.is_file():
-            raise UsageError(f"-f {path}: no such parameters file", "give a YAML file of name: value")
-        import yaml
-
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise UsageError(f"-f {path}: not valid YAML ({str(e).splitlines()[0]})") from e
+        data = read_yaml_file(path, "parameters file", "give a YAML file of name: value")
         if not isinstance(data, dict):
             raise UsageError(f"-f {path}: must map parameter names to values")
         args += ["-y", json.dumps(data)]

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..yamlfile import read_yaml_file
 from .errors import GridError
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -62,15 +63,7 @@ def parse_axes(words: Sequence[str]) -> dict[str, list[Any]]:
 def read_grid_file(path: str | Path) -> list[dict[str, Any]]:
     """A YAML grid: a mapping (a list value is an axis, anything else a fixed value), or a list of mappings (the
     parameter sets themselves, no product)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise GridError(f"-f {path}: no such grid file", "give a YAML file mapping names to values or lists")
-    try:
-        data = yaml.safe_load(p.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise GridError(f"-f {path}: not valid YAML ({str(e).splitlines()[0]})") from e
+    data = read_yaml_file(path, "grid file", "give a YAML file mapping names to values or lists", GridError)
     if isinstance(data, dict):
         _check_names(data, path)
         return expand({k: (v if isinstance(v, list) else [v]) for k, v in data.items()})
