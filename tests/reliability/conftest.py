@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ..integration.conftest import (  # noqa: F401 - fixtures shared with the integration tests
-    _PROBLEM, cleanup_containers, dsenv, example, made_names, registry, workdir)
+    _PROBLEM, auth_registry, cleanup_containers, dsenv, example, made_names, registry, workdir)
 
 requires_docker = pytest.mark.skipif(_PROBLEM is not None, reason=f"requires_docker: {_PROBLEM}")
 

@@ -76,6 +76,15 @@ def test_a_registry_that_is_down_is_one_line(example):
     assert not [t for t, _ in after[1] if t.startswith(f"127.0.0.1:{port}/")], "the registry-named tag was left"
 
 
+def test_a_registry_refusing_auth_is_one_line_and_leaves_no_tag(example, auth_registry):
+    _, built = example
+    before = engine_state()
+    out = dsenv("push", built.tag, "--registry", auth_registry)
+    line = check_failure(out, before_engine=before, words=("refused the credentials", "docker login"))
+    assert out.returncode == 6 and auth_registry in line
+    assert not [t for t, _ in engine_state()[1] if t.startswith(f"{auth_registry}/")], "the registry-named tag was left"
+
+
 def _interrupt(args: list[str], after_line: str, timeout: float = 120) -> tuple[int, str]:
     """Start the CLI, send SIGINT once stderr shows after_line, return (exit code, stderr)."""
     proc = subprocess.Popen([sys.executable, "-m", "dsenv.cli", *args], stdout=subprocess.DEVNULL,
