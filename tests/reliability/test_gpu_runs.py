@@ -93,7 +93,7 @@ def test_twenty_concurrent_gpu_runs_get_twenty_gpus_and_the_runtime_sees_them(gp
                 "memory_total": 80 * 2**30, "memory_used": i * 2**20, "utilization": 0} for i in range(24)]
     (tmp_path / "devices.json").write_text(json.dumps({"driver": "580", "cuda_driver": "13.0", "devices": devices}))
     env = {"DOCKER_HOST": gpu_daemon["host"], "DSENV_GPU_DEVICES": str(tmp_path / "devices.json")}
-    run = ("run", "--image", gpu_daemon["image"], "--gpus", "1", "-d", "--", "sleep", "120")
+    run = ("run", "--image", gpu_daemon["image"], "--gpus", "1", "-d", "--", "sleep", "900")  # held until rm
     with ThreadPoolExecutor(20) as pool:
         outs = list(pool.map(lambda _: _dsenv(env, *run), range(20)))
     assert [o.stderr for o in outs if o.returncode] == []
