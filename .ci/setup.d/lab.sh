@@ -10,6 +10,8 @@ need=()
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Playwright's own Node.js driver (in its wheel) links libatomic, which a minimal Debian lacks
+ldconfig -p 2>/dev/null | grep -q 'libatomic\.so\.1' || need+=(libatomic1)
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]} for the JupyterLab panel and its browser tests" >&2
   apt-get update -q >/dev/null
