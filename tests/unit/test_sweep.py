@@ -347,3 +347,21 @@ def test_a_changed_grid_keeps_the_indices_queued_tasks_know(tmp_path, monkeypatc
     state.save(sweep)
     loaded = state.load(sweep.id)
     assert loaded.retired == sweep.retired and loaded.tasks == sweep.tasks
+
+
+def test_repro_parameter_files_are_read_like_grid_files(tmp_path):
+    import json
+
+    from dsenv.errors import UsageError
+    from dsenv.repro import parse_parameters
+
+    good = tmp_path / "params.yaml"
+    good.write_text("alpha: 0.5\nn: 10\n")
+    assert parse_parameters([("seed", "3")], [str(good)]) == ["-y", json.dumps({"alpha": 0.5, "n": 10}), "-p", "seed", "3"]
+    for text, says in (("a: [1\n", "not valid YAML"), ("- 1\n- 2\n", "must map parameter names")):
+        bad = tmp_path / "bad.yaml"
+        bad.write_text(text)
+        with pytest.raises(UsageError, match=says):
+            parse_parameters(None, [str(bad)])
+    with pytest.raises(UsageError, match="no such parameters file"):
+        parse_parameters(None, [str(tmp_path / "missing.yaml")])
