@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import engine
+from .remote import runs as remote_runs
 from .errors import (ContainerNotFound, DsenvError, ImageTagExists, NameInUse, OutOfMemory, PortInUse, RunError,
                      UsageError)
 
@@ -140,24 +141,6 @@ def parse_volume(text: str, allow_dangerous: bool = False) -> str:
     return f"{REMOTE_PREFIX if remote else ''}{host}:{parts[1]}:{mode}"
 
 
-def _check_remote_paths(binds: list[str], remote: str | None) -> None:
-    """-v remote:PATH needs --host, and PATH must exist there (one ssh round trip over the shared connection)."""
-    wanted = [b[len(REMOTE_PREFIX):].split(":")[0] for b in binds if b.startswith(REMOTE_PREFIX)]
-    if wanted and not remote:
-        raise UsageError(f"-v {REMOTE_PREFIX}{wanted[0]}:...: a remote path needs a remote host",
-                         "add --host NAME (or mount a local folder without 'remote:')")
-    if wanted:
-        from .remote import hosts
-
-        host = hosts.resolve(remote or "")
-        for path in wanted:
-            code, _, err = hosts.run_on(host, ["test", "-e", path])
-            if code != 0:
-                raise UsageError(f"-v {REMOTE_PREFIX}{path}:...: {path} does not exist on {host.name}"
-                                 + (f" ({err.strip()[:120]})" if err.strip() else ""),
-                                 "create it there first, or fix the path")
-
-
 def dsenv_gpu_holders() -> tuple[dict[str, list[str]], set[str]]:
     """GPU UUID -> names of the dsenv containers labelled with it that run or are about to (created), and their ids."""
     holders: dict[str, list[str]] = {}
@@ -273,7 +256,7 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
     binds = [parse_volume(v, o.allow_dangerous_mounts) for v in o.volumes]
     bind_ip = "0.0.0.0" if o.expose else "127.0.0.1"
     remote = engine.current_host()  # a remote daemon: ports are forwarded here over SSH, folders synced to volumes
-    _check_remote_paths(binds, remote)
+    remote_runs.check_paths(binds, remote)
     for host_port, _ in user_ports if not remote else ():
         if not _port_free(bind_ip, host_port):
             raise PortInUse(host_port)
@@ -315,29 +298,29 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
 
     try:
         with gpu.host_lock() if o.gpus else contextlib.nullcontext():  # held until the container exists and is labelled
-            choose = _remote_gpus if remote else choose_gpus
+            choose = remote_runs.choose_gpus if remote else choose_gpus
             spec.gpu_ids = choose(o.gpus, o.share_gpu) if o.gpus else None
             spec.environment.update(gpu_environment(spec.gpu_ids))
             spec.labels["io.dsenv.gpus"] = ",".join(spec.gpu_ids or [])
             cid = _create(spec, o.name, env_name, user_ports, bind_ip, jupyter)
     except BaseException:
-        _forget_synced(synced)
+        remote_runs.forget_synced(synced)
         raise
     name, published = spec.name, {c: h for c, (_, h) in spec.ports.items()}
     if remote:
         try:
-            published = _forward(remote, name, cid, published, {c: h for h, c in user_ports})
+            published = remote_runs.forward_ports(remote, name, cid, published, {c: h for h, c in user_ports})
         except BaseException:
             engine.remove(cid)
-            _forget_synced(synced)
+            remote_runs.forget_synced(synced)
             raise
     if jupyter:
         try:
             _wait_for_jupyter(cid, published[JUPYTER_PORT], token, o.timeout)
         except BaseException:
-            _close_forwards(cid)
+            remote_runs.close_forwards(cid)
             engine.remove(cid)
-            _forget_synced(synced)
+            remote_runs.forget_synced(synced)
             raise
         url = f"http://127.0.0.1:{published[JUPYTER_PORT]}/lab?token={token}"
         return RunResult(name, cid, image, url, published, None, warnings)
@@ -349,74 +332,15 @@ def run(path: str | Path | None = None, options: RunOptions | None = None, *, on
                 on_output(chunk)
         code = engine.wait(cid)
         if synced:
-            warnings += _sync_back(cid, synced)
+            warnings += remote_runs.sync_back(cid, synced)
         if code and engine.inspect(cid).oom_killed:
             raise OutOfMemory(name, o.memory)
     finally:
-        _close_forwards(cid)
+        remote_runs.close_forwards(cid)
         if not o.keep:
             engine.remove(cid)
-            _forget_synced(synced)
+            remote_runs.forget_synced(synced)
     return RunResult(name, cid, image, None, published, code, warnings)
-
-
-def _forward(remote: str, name: str, cid: str, published: dict[int, int], wanted: dict[int, int]) -> dict[int, int]:
-    """Open an SSH forward for each port published on the remote's 127.0.0.1; container port -> local port (the
-    -p host port when it is free here, else a free one)."""
-    from .remote import tunnels
-
-    local = {}
-    try:
-        for ctr, remote_port in published.items():
-            want = wanted.get(ctr)
-            port = want if want and _port_free("127.0.0.1", want) else None
-            local[ctr] = tunnels.open_forward(remote, name, cid, remote_port, port).local_port
-    except BaseException:
-        _close_forwards(cid)
-        raise
-    return local
-
-
-def _close_forwards(cid: str) -> None:
-    if engine.current_host():
-        from .remote import tunnels
-
-        tunnels.close_matching(container_id=cid)
-
-
-def _remote_gpus(request: str, share: bool) -> list[str]:
-    """GPU UUIDs on the remote host for a request (nvidia-smi there, minus those dsenv containers there hold)."""
-    from .remote import hosts
-
-    return hosts.remote_gpus(engine.current_host() or "", request, set() if share else set(dsenv_gpu_holders()[0]))
-
-
-def _sync_back(cid: str, synced: list[list[str]]) -> list[str]:
-    """Bring the synced folders' changed files back; warnings for conflicts."""
-    from .remote import sync
-
-    notes = []
-    for volume, inside, folder, mode in synced:
-        if mode == "ro":
-            continue
-        report = sync.pull(cid, inside, volume, Path(folder))
-        for rel in report.conflicts:
-            notes.append(f"{folder}/{rel} changed here and on the remote: kept yours, the remote's is {rel}.remote")
-    return notes
-
-
-def _forget_synced(synced: list[list[str]]) -> None:
-    from .remote import sync
-
-    for volume, *_ in synced:
-        sync.forget(volume)
-
-
-def _synced(info: engine.ContainerInfo) -> list[list[str]]:
-    try:
-        return json.loads(info.labels.get("io.dsenv.sync") or "[]")
-    except ValueError:
-        return []
 
 
 def _create(spec: engine.ContainerSpec, name: str | None, env_name: str, user_ports: list[tuple[int, int]],
@@ -474,8 +398,8 @@ def stop(name: str) -> list[str]:
     conflicts returned)."""
     info = _managed(name)
     engine.stop(info.id)
-    _close_forwards(info.id)
-    return _sync_back(info.id, _synced(info)) if engine.current_host() else []
+    remote_runs.close_forwards(info.id)
+    return remote_runs.sync_back(info.id, remote_runs.synced_folders(info)) if engine.current_host() else []
 
 
 def rm(name: str) -> list[str]:
@@ -483,8 +407,8 @@ def rm(name: str) -> list[str]:
     info = _managed(name)
     notes = stop(name) if engine.current_host() and info.status == "running" else []
     engine.remove(info.id)
-    _close_forwards(info.id)
-    _forget_synced(_synced(info))
+    remote_runs.close_forwards(info.id)
+    remote_runs.forget_synced(remote_runs.synced_folders(info))
     return notes
 
 

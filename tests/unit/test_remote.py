@@ -209,8 +209,8 @@ def test_remote_volumes_are_kept_as_they_are_when_syncing():
 
 
 def test_a_remote_path_needs_a_remote_host():
-    from dsenv.containers import _check_remote_paths
+    from dsenv.remote.runs import check_paths
 
     with pytest.raises(UsageError, match="needs a remote host"):
-        _check_remote_paths(["remote:/srv/data:/data:rw"], None)
-    _check_remote_paths(["/here:/data:rw"], None)
+        check_paths(["remote:/srv/data:/data:rw"], None)
+    check_paths(["/here:/data:rw"], None)
