@@ -31,7 +31,7 @@ def sweep() -> None:
 
 
 def _progress():
-    from .cli import _Progress
+    from .cli_containers import _Progress
 
     return _Progress(False, False)
 
