@@ -22,7 +22,12 @@ RUNTIME = {
     "notebook": ("ipykernel", "papermill", "notebook", "pip"),
     "kernel": ("ipykernel", "papermill", "pip"),
 }
-USER_IN, RUNTIME_IN, CONSTRAINTS_IN = "requirements.in", "runtime.in", "constraints.in"
+# Left out of every lock unless the notebook names them itself: optional extras of the Jupyter runtime's own
+# dependencies whose import is slow and which nothing needs. rfc3987-syntax arrives through jupyter-events'
+# jsonschema[format-nongpl] and builds an Earley parser when imported: a second of every Jupyter start, for checking
+# "iri" formats that no Jupyter event schema uses (jsonschema skips a format whose checker is not installed).
+LEFT_OUT = {"rfc3987-syntax": "its import costs about a second at every Jupyter start; jsonschema runs without it"}
+USER_IN, RUNTIME_IN, CONSTRAINTS_IN, EXCLUDES_IN = "requirements.in", "runtime.in", "constraints.in", "excludes.in"
 HEADER = "# dsenv lock"
 
 
@@ -68,9 +73,21 @@ def lock_inputs(spec: EnvSpec, platform: str, as_of: str | None) -> dict:
     }
     if spec.constraints:
         inputs["constraints"] = sorted(spec.constraints)
+    if left_out(spec):
+        inputs["left_out"] = left_out(spec)
     if spec.indexes:
         inputs["indexes"] = canonical_indexes(spec.indexes)
     return inputs
+
+
+def left_out(spec: EnvSpec) -> list[str]:
+    """The LEFT_OUT packages this spec's lock leaves out: all of them but those a requirement names."""
+    named = set()
+    for r in spec.requirements:
+        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r.requirement)
+        if m:
+            named.add(canonicalize_name(m.group(1)))
+    return sorted(name for name in LEFT_OUT if name not in named)
 
 
 def inputs_sha256(inputs: dict) -> str:
@@ -111,6 +128,9 @@ def resolve(spec: EnvSpec, platform: str, as_of: str | None = None) -> Lock:
         if constraints:
             Path(tmp, CONSTRAINTS_IN).write_text("".join(c + "\n" for c in sorted(constraints)))
             cmd += ["--constraint", CONSTRAINTS_IN]
+        if inputs.get("left_out"):
+            Path(tmp, EXCLUDES_IN).write_text("".join(name + "\n" for name in inputs["left_out"]))
+            cmd += ["--excludes", EXCLUDES_IN]
         env = {**os.environ, "UV_NO_PROGRESS": "1", "NO_COLOR": "1"}
         env.pop("VIRTUAL_ENV", None)
         env.update(uv_environment(spec.indexes, with_credentials=True))  # never on the command line (ps shows it)
@@ -129,6 +149,8 @@ def resolve(spec: EnvSpec, platform: str, as_of: str | None = None) -> Lock:
         HEADER + f" for Python {spec.python} on {platform}" + (f", packages as of {as_of}" if as_of else ""),
         "# Made by `dsenv lock` with `uv pip compile`; edit the notebook or its requirement files, not this file.",
         *([f"# Constrained for this host's CUDA: {', '.join(sorted(constraints))}"] if constraints else []),
+        *(f"# Left out: {name} ({LEFT_OUT[name]}; name it in the requirements to keep it)"
+          for name in inputs.get("left_out", ())),
         f"# inputs: sha256:{digest}",
         "",
     ]

@@ -34,6 +34,9 @@ def test_example_builds_and_installs_exactly_the_lock(example):
     assert result.tag.startswith(f"dsenv/{folder.name}:")
     assert installed(result.tag) == locked(folder)
     assert api.check_imports(result.tag, ["numpy", "pandas", "matplotlib"]) == {}
+    # the slow optional extra of Jupyter's dependencies stays out; what pulled it in is there and imports
+    assert "rfc3987-syntax" not in installed(result.tag) and "jsonschema" in installed(result.tag)
+    assert api.check_imports(result.tag, ["jsonschema", "jupyter_events.logger"]) == {}
 
 
 def test_second_build_builds_nothing_and_returns_the_same_tag(example):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dsenv.lock import inputs_sha256, is_current, lock_inputs, parse_packages, read_lock
+from dsenv.lock import LEFT_OUT, inputs_sha256, is_current, left_out, lock_inputs, parse_packages, read_lock
 from dsenv.spec import EnvSpec, ReqEntry
 
 from .conftest import UV_BODY, lock_file_text, make_lock
@@ -129,3 +129,12 @@ def test_is_current_false_when_jupyter_flavour_changes():
 
 def test_is_current_false_without_a_lock():
     assert is_current(None, _spec(), PLATFORM, None) is False
+
+
+def test_slow_runtime_extras_are_left_out_unless_the_notebook_names_them():
+    assert left_out(_spec()) == sorted(LEFT_OUT) == ["rfc3987-syntax"]
+    assert lock_inputs(_spec(), PLATFORM, None)["left_out"] == ["rfc3987-syntax"]
+    named = _spec(reqs=("numpy", "RFC3987_Syntax>=1.1"))
+    assert left_out(named) == []
+    assert "left_out" not in lock_inputs(named, PLATFORM, None)
+    assert not is_current(_lock_for(_spec()), named, PLATFORM, None)  # naming it re-resolves
