@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Optional part: the JupyterLab panel. Node.js and npm (to build the labextension from labextension/) and Chromium
-# (tests/browser) from Debian, installed only when missing; then the prebuilt labextension, when the editable
-# install could not build it (on a fresh machine Node.js arrives here, after .ci/setup's pip install): built with
-# npm and installed into .venv by installing dsenv again. Idempotent; starts nothing.
+# The JupyterLab panel. npm (to build the labextension from labextension/) and Chromium (tests/browser) from Debian,
+# installed only when missing; then the prebuilt labextension, when the editable install could not build it (on a
+# fresh machine npm arrives here, after .ci/setup's pip install): built with jupyter-builder (PyPI) and
+# @jupyter/builder (npm) and installed into .venv by installing dsenv again. The build runs on the Node.js that
+# labextension/'s devDependencies bring from the npm registry (@jupyter/builder's rspack needs Node.js >= 20.19;
+# Debian 12 has 18), so any npm will do. A build that fails fails the setup. Idempotent; starts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export DEBIAN_FRONTEND=noninteractive
@@ -22,9 +24,10 @@ installed=.venv/share/jupyter/labextensions/dsenv/package.json
 [ -x .venv/bin/pip ] || exit 0
 if [ ! -f "$built" ] || [ -n "$(find labextension/src labextension/style labextension/package.json -newer "$built" 2>/dev/null)" ]; then
   echo "setup: building the JupyterLab labextension (labextension/ -> dsenv/labserver/labextension)" >&2
-  if ! (cd labextension && npm install --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null); then
-    echo "setup: the labextension did not build (see above); the panel's browser tests will be skipped" >&2
-    exit 0
+  if ! (cd labextension && export PATH="$PWD/../.venv/bin:$PATH" &&
+        npm install --no-audit --no-fund --loglevel=error >/dev/null && npm run --silent build >/dev/null); then
+    echo "setup: the labextension did not build (see above): fix labextension/ or the npm registry's reach" >&2
+    exit 1
   fi
 fi
 if [ -f "$built" ] && ! cmp -s "$built" "$installed"; then

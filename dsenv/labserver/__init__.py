@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import __version__  # noqa: F401  (`jupyter server extension list` shows it)
+
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
     """The server extension this package provides (enabled by etc/jupyter/jupyter_server_config.d/dsenv.json)."""
