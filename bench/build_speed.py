@@ -169,7 +169,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for label, key in rows:
         print(f"| {label} | {d[key]:.2f} | {h[key]:.2f} | {d[key] / h[key]:.2f}x | {bk[key]:.2f} | {d[key] / bk[key]:.2f}x |")
-    for label, key in ((f"image size after cold build (MB)", "size_cold"), (f"image size after adding {ADDED} (MB)", "size_add")):
+    for label, key in (("image size after cold build (MB)", "size_cold"), (f"image size after adding {ADDED} (MB)", "size_add")):
         print(f"| {label} | {d[key] / 1e6:.0f} | {h[key] / 1e6:.0f} | {d[key] / h[key]:.2f}x | {bk[key] / 1e6:.0f} | {d[key] / bk[key]:.2f}x |")
     out = REPO / "bench" / "results"
     out.mkdir(exist_ok=True)

@@ -12,6 +12,7 @@ from .errors import NotebookError, UsageError
 
 SPEC_FILES = ("dsenv.toml", "binder", ".binder", "requirements.txt", "environment.yml", "environment.yaml",
               "pyproject.toml", "apt.txt", "runtime.txt")
+OUTPUT_SUFFIX = ".out.ipynb"  # what `dsenv repro` writes beside a notebook: an output, not a notebook of the folder
 SKIP_DIRS = {".ipynb_checkpoints", "__pycache__", "node_modules", ".git", ".venv", "venv", "binder", ".binder"}
 
 
@@ -75,7 +76,7 @@ def _walk_notebooks(folder: Path):
             continue
         if child.is_dir():
             yield from _walk_notebooks(child)
-        elif child.suffix == ".ipynb":
+        elif child.suffix == ".ipynb" and not child.name.endswith(OUTPUT_SUFFIX):
             yield child
 
 

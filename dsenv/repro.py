@@ -15,6 +15,7 @@ from typing import Any
 
 from . import __version__, atomic
 from .errors import DsenvError, ReproError, UsageError
+from .notebook import OUTPUT_SUFFIX
 from .yamlfile import read_yaml_file
 
 OUT_DIR = "/home/dsenv/out"
@@ -158,7 +159,7 @@ def raise_for_failure(nb, output: Path, exit_code: int, logs: str = "") -> None:
 
 def default_output(notebook: Path) -> Path:
     """Where the executed notebook goes unless -o says: <stem>.out.ipynb beside the input."""
-    return notebook.with_name(f"{notebook.stem}.out.ipynb")
+    return notebook.with_name(notebook.stem + OUTPUT_SUFFIX)
 
 
 def repro(notebook: str | Path, *, parameters: list[tuple[str, str]] | None = None, files: list[str] | None = None,

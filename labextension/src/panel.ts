@@ -456,7 +456,9 @@ export class DsenvPanel extends Widget {
         h(
           'div',
           { class: 'jp-dsenv-actions' },
-          button('Stop', () => void this.containerAction('stop', c.name), 'stop the container', 'jp-dsenv-small'),
+          c.status === 'running' || c.status === 'restarting' || c.status === 'paused'
+            ? button('Stop', () => void this.containerAction('stop', c.name), 'stop the container', 'jp-dsenv-small')
+            : button('Remove', () => void this.containerAction('remove', c.name), 'remove the stopped container', 'jp-dsenv-small'),
           button('Logs', () => void this.containerAction('logs', c.name), 'show its last log lines', 'jp-dsenv-small'),
           button('Commit', () => void this.containerAction('commit', c.name), 'snapshot it as the tag below', 'jp-dsenv-small')
         )
@@ -465,12 +467,16 @@ export class DsenvPanel extends Widget {
     this.containersList.replaceChildren(...rows);
   }
 
-  private async containerAction(action: 'stop' | 'logs' | 'commit', name: string): Promise<void> {
+  private async containerAction(action: 'stop' | 'remove' | 'logs' | 'commit', name: string): Promise<void> {
     await this.task(`${action}:${name}`, async () => {
       if (action === 'stop') {
         this.containersStatus.textContent = `stopping ${name}…`;
         await post(`containers/${name}/stop`);
         this.containersStatus.textContent = `stopped ${name}`;
+      } else if (action === 'remove') {
+        this.containersStatus.textContent = `removing ${name}…`;
+        await requestAPI(`containers/${name}`, { method: 'DELETE' });
+        this.containersStatus.textContent = `removed ${name}`;
       } else if (action === 'logs') {
         const logs = await requestAPI<{ text: string }>(`containers/${name}/logs`, {}, { tail: '200' });
         this.log.textContent = logs.text;
@@ -548,7 +554,7 @@ export class DsenvPanel extends Widget {
           h('div', { class: 'jp-dsenv-meter' }, h('div', { class: 'jp-dsenv-meter-fill', style: `width:${(used * 100).toFixed(0)}%` })),
           `${gib(d.memory_used)}/${gib(d.memory_total)} GiB`
         ),
-        h('td', {}, d.utilization === null ? '—' : `${d.utilization}%`),
+        h('td', { class: 'jp-dsenv-number' }, d.utilization === null ? '—' : `${d.utilization}%`),
         h('td', {}, d.holders.length ? d.holders.join(', ') : 'free')
       );
     });

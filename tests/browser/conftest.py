@@ -3,6 +3,7 @@ named copy of notebooks/, and Debian's Chromium driven by Playwright. Skipped, w
 missing; every container and image the tests make is removed."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -62,8 +63,16 @@ def _free_port() -> int:
 class Lab:
     """A running JupyterLab: its base URL, token, root folder and the example notebook's root-relative path."""
 
-    def __init__(self, url: str, token: str, root: Path, notebook: str, process: subprocess.Popen) -> None:
+    def __init__(self, url: str, token: str, root: Path, notebook: str, process: subprocess.Popen,
+                 gpus: Path) -> None:
         self.url, self.token, self.root, self.notebook, self.process = url, token, root, notebook, process
+        self.gpus = gpus  # the server's GPU list (DSENV_GPU_DEVICES): tests rewrite it to change what NVML "sees"
+
+    def set_gpus(self, devices: list[dict], driver: str = "580.95", cuda_driver: str = "13.0") -> None:
+        """What the server's next GPU reading returns (written whole, then renamed into place)."""
+        tmp = self.gpus.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"driver": driver, "cuda_driver": cuda_driver, "devices": devices}))
+        tmp.replace(self.gpus)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +85,8 @@ def lab(tmp_path_factory):
     token, port = uuid.uuid4().hex, _free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"), "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-           "HOME": str(home)}
+           "HOME": str(home), "DSENV_GPU_DEVICES": str(home / "gpus.json")}
+    (home / "gpus.json").write_text('{"devices": []}')  # no GPU, until a test gives the server some
     notifications = home / "settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notifications.parent.mkdir(parents=True)
     notifications.write_text('{"fetchNews": "false", "checkForUpdates": false}')  # no news toast over the panel
@@ -89,7 +99,7 @@ def lab(tmp_path_factory):
         url = f"http://127.0.0.1:{port}"
         try:
             _wait_for(url, token, process, home / "lab.log")
-            yield Lab(url, token, root, f"{folder}/sine_fit.ipynb", process)
+            yield Lab(url, token, root, f"{folder}/sine_fit.ipynb", process, home / "gpus.json")
         finally:
             process.terminate()
             try:

@@ -93,11 +93,17 @@ def test_folder_scan_skips_checkpoints_and_hidden_dirs(tmp_path, write_notebook)
     write_notebook(tmp_path / "sub" / ".ipynb_checkpoints", ["x = 1"], name="b-checkpoint.ipynb")
     write_notebook(tmp_path / ".hidden", ["x = 1"], name="c.ipynb")
     write_notebook(tmp_path, ["x = 1"], name=".d.ipynb")
+    write_notebook(tmp_path, ["import torch"], name="a.out.ipynb")  # dsenv repro's output: not a notebook here
     (tmp_path / "notes.txt").write_text("not a notebook")
     target = find_target(tmp_path)
     assert target.single is False
     assert target.folder == tmp_path.resolve()
     assert [p.relative_to(tmp_path.resolve()).as_posix() for p in target.notebooks] == ["a.ipynb", "sub/b.ipynb"]
+
+
+def test_an_output_notebook_given_by_name_is_a_target(tmp_path, write_notebook):
+    path = write_notebook(tmp_path, ["x = 1"], name="a.out.ipynb")
+    assert find_target(path).notebooks == (path.resolve(),)
 
 
 def test_single_notebook_target(tmp_path, write_notebook):
