@@ -18,20 +18,33 @@ def _status(url: str) -> int:
         return r.status
 
 
-def test_panel_build_run_stop(lab, page, artifacts):
+def _open_notebook(lab, page) -> None:
     page.goto(f"{lab.url}/lab/tree/{lab.notebook}?token={lab.token}")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
 
-    # the dsenv icon is in the right side bar; opening it shows the active notebook's environment
+
+def _show_panel(page):
+    """Click the dsenv icon in the right side bar (unless its panel is shown) and wait for the requirements."""
     tab = page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id='dsenv-panel']")
     tab.wait_for(timeout=30_000)
     if "lm-mod-current" not in (tab.get_attribute("class") or ""):
         tab.click()
     panel = page.locator(PANEL)
     panel.wait_for(state="visible", timeout=10_000)
+    panel.locator("tr[data-requirement='numpy']").wait_for(timeout=60_000)
+    return panel
+
+
+def _open_panel(lab, page):
+    _open_notebook(lab, page)
+    return _show_panel(page)
+
+
+def test_panel_build_run_stop(lab, page, artifacts):
+    # the dsenv icon is in the right side bar; opening it shows the active notebook's environment
+    panel = _open_panel(lab, page)
     page.wait_for_selector(f"{PANEL} .jp-dsenv-notebook:has-text('{lab.notebook}')", timeout=10_000)
     numpy = panel.locator("tr[data-requirement='numpy']")
-    numpy.wait_for(timeout=60_000)
     assert "import numpy (sine_fit.ipynb)" in numpy.inner_text()
     for name in ("pandas", "matplotlib"):
         assert panel.locator(f"tr[data-requirement='{name}']").count() == 1
@@ -94,18 +107,6 @@ def test_panel_build_run_stop(lab, page, artifacts):
     saved = json.loads((lab.root / lab.notebook).read_text())
     assert saved["metadata"]["dsenv"]["requirements"] == ["six"]
     assert page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab.jp-mod-dirty").count() == 0  # saved
-
-
-def _open_panel(lab, page):
-    page.goto(f"{lab.url}/lab/tree/{lab.notebook}?token={lab.token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
-    tab = page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id='dsenv-panel']")
-    tab.wait_for(timeout=30_000)
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    panel = page.locator(PANEL)
-    panel.locator("tr[data-requirement='numpy']").wait_for(timeout=60_000)
-    return panel
 
 
 def _gpu(index: int, used_gib: int, util: int, pids: tuple[int, ...] = ()) -> dict:
@@ -187,17 +188,12 @@ def test_repro_runs_the_notebook_and_opens_the_output(lab, page, artifacts):
 
 def test_panel_in_dark_theme(lab, page, artifacts):
     """The same panel in JupyterLab Dark: its colours come from the theme's --jp-* variables."""
-    page.goto(f"{lab.url}/lab/tree/{lab.notebook}?token={lab.token}")
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=60_000)
+    _open_notebook(lab, page)
     page.locator(".lm-MenuBar-item", has_text="Settings").click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Theme$")).hover()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^JupyterLab Dark$")).click()
     page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
-    tab = page.locator(".jp-SideBar.jp-mod-right .lm-TabBar-tab[data-id='dsenv-panel']")
-    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
-        tab.click()
-    panel = page.locator(PANEL)
-    panel.locator("tr[data-requirement='numpy']").wait_for(timeout=60_000)
+    panel = _show_panel(page)
     background = panel.evaluate("e => getComputedStyle(e).backgroundColor")
     dark = [int(v) for v in re.findall(r"\d+", background)[:3]]
     assert sum(dark) < 3 * 128, background
