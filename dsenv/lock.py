@@ -73,8 +73,9 @@ def lock_inputs(spec: EnvSpec, platform: str, as_of: str | None) -> dict:
     }
     if spec.constraints:
         inputs["constraints"] = sorted(spec.constraints)
-    if left_out(spec):
-        inputs["left_out"] = left_out(spec)
+    excluded = left_out(spec)
+    if excluded:
+        inputs["left_out"] = excluded
     if spec.indexes:
         inputs["indexes"] = canonical_indexes(spec.indexes)
     return inputs
@@ -82,11 +83,7 @@ def lock_inputs(spec: EnvSpec, platform: str, as_of: str | None) -> dict:
 
 def left_out(spec: EnvSpec) -> list[str]:
     """The LEFT_OUT packages this spec's lock leaves out: all of them but those a requirement names."""
-    named = set()
-    for r in spec.requirements:
-        m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", r.requirement)
-        if m:
-            named.add(canonicalize_name(m.group(1)))
+    named = {canonicalize_name(r.name) for r in spec.requirements}
     return sorted(name for name in LEFT_OUT if name not in named)
 
 

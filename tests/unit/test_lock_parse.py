@@ -3,6 +3,8 @@ reading lock files, and whether a lock is current."""
 from __future__ import annotations
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from dsenv.lock import LEFT_OUT, inputs_sha256, is_current, left_out, lock_inputs, parse_packages, read_lock
 from dsenv.spec import EnvSpec, ReqEntry
@@ -94,7 +96,7 @@ def test_read_lock_without_inputs_line_or_file_is_none(tmp_path):
 
 def _spec(python="3.11", reqs=("numpy==1.26.4", "pandas")) -> EnvSpec:
     return EnvSpec(python=python, requirements=tuple(
-        ReqEntry(r.split("=")[0], r, ("requirements.txt",), True) for r in reqs))
+        ReqEntry(canonicalize_name(Requirement(r).name), r, ("requirements.txt",), True) for r in reqs))
 
 
 def _lock_for(spec: EnvSpec, platform: str = PLATFORM, as_of: str | None = None):
