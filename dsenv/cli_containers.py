@@ -167,17 +167,22 @@ def shell(name: str) -> None:
                {**os.environ, **api.docker_cli_environment()})
 
 
+def _each_container(action: str, names: tuple[str, ...]) -> None:
+    """containers.stop or containers.rm on each name in turn: its warnings, then the name."""
+    from . import containers
+
+    for name in names:
+        for note in getattr(containers, action)(name):
+            click.echo(f"dsenv: warning: {note}", err=True)
+        click.echo(name)
+
+
 @click.command()
 @_host
 @click.argument("names", nargs=-1, required=True)
 def stop(names: tuple[str, ...]) -> None:
     """Stop containers."""
-    from . import containers
-
-    for name in names:
-        for note in containers.stop(name):
-            click.echo(f"dsenv: warning: {note}", err=True)
-        click.echo(name)
+    _each_container("stop", names)
 
 
 @click.command()
@@ -185,12 +190,7 @@ def stop(names: tuple[str, ...]) -> None:
 @click.argument("names", nargs=-1, required=True)
 def rm(names: tuple[str, ...]) -> None:
     """Remove containers (stopping them first)."""
-    from . import containers
-
-    for name in names:
-        for note in containers.rm(name):
-            click.echo(f"dsenv: warning: {note}", err=True)
-        click.echo(name)
+    _each_container("rm", names)
 
 
 @click.command()
